@@ -1,0 +1,337 @@
+"""One TOML file, typed and validated; every key has a default.
+
+Each section is a dataclass below. ``load_config(path)`` reads the file, refuses
+any key it does not know, checks every value's type and range, and raises
+:class:`ConfigError` naming the key, the value and what is allowed. With no file,
+``Config()`` is the whole default show: demo source when no camera, OSC to
+TouchDesigner on 127.0.0.1:9011, control on UDP 9010.
+
+Field metadata understood by the validator:
+  ``range=(lo, hi)``     inclusive numeric range
+  ``choices=(...)``      allowed values
+  ``check=callable``     extra check, returns an error string or None
+  ``doc="..."``          one line shown by ``pcp-osc config --defaults``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .emotions import EMOTIONS, UnknownEmotion, parse_emotion
+
+
+class ConfigError(ValueError):
+    """A wrong key or value in the configuration; the message says what is allowed."""
+
+
+def _emotion_check(v: Any) -> str | None:
+    try:
+        parse_emotion(v)
+    except UnknownEmotion as e:
+        return str(e)
+    return None
+
+
+def _hostport_check(v: Any) -> str | None:
+    try:
+        parse_hostport(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """"HOST:PORT" or "PORT" -> (host, port). Raises ValueError naming the text."""
+    t = str(text).strip()
+    host, sep, port = t.rpartition(":")
+    if not sep:
+        host, port = default_host, t
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT with a port 1..65535")
+    return host, int(port)
+
+
+def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, doc: str = "", **meta: Any) -> Any:
+    """A config field with a default and validator metadata."""
+    md = dict(meta, doc=doc)
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class CaptureConfig:
+    source: str = opt(
+        "auto",
+        doc='"auto" (camera 0, else the demo), "demo", a camera index ("0"), a video file, '
+        "an image folder, an rtsp:// or http:// URL, or \"browser\" (frames posted by the web page)",
+    )
+    loop: bool = opt(True, doc="loop a video file or image folder at its end")
+    fps: float = opt(30.0, range=(0.5, 240.0), doc="pace for files, folders and the demo")
+    width: int = opt(0, range=(0, 7680), doc="ask the camera for this width (0: its default)")
+    height: int = opt(0, range=(0, 4320), doc="ask the camera for this height (0: its default)")
+    reconnect_min_s: float = opt(0.5, range=(0.05, 60.0), doc="first wait before reopening a lost camera or stream")
+    reconnect_max_s: float = opt(10.0, range=(0.1, 600.0), doc="longest wait between reopen attempts")
+    demo_faces: int = opt(6, range=(0, 64), doc="faces in the built-in demo crowd")
+
+
+@dataclass
+class PerceptionConfig:
+    backend: str = opt("default", choices=("default", "yolo"), doc="default (shipped ONNX models) or yolo")
+    weights: str = opt("", doc="YOLO weights (.pt or .onnx) for backend = yolo")
+    yolo_mode: str = opt("auto", choices=("auto", "detector", "classifier"), doc="read from the model, or forced")
+    device: str = opt("cpu", doc='"cpu", "cuda", "cuda:0", "mps" or "auto"')
+    face_threshold: float = opt(0.5, range=(0.01, 0.99), doc="face detector confidence to keep a face")
+    min_face_px: int = opt(12, range=(4, 512), doc="smallest face height kept, in frame pixels")
+    detect_side: int = opt(1280, range=(160, 4096), doc="frames are scaled so their long side is at most this before detection; larger frames are tiled")
+    tile: bool = opt(True, doc="tile frames larger than detect_side instead of shrinking them (keeps small faces in 4K)")
+    threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: all cores)")
+
+
+@dataclass
+class MoodConfig:
+    window_s: float = opt(15.0, range=(1.0, 300.0), doc="cue window length in seconds (the original's 15 s)")
+    intent: str = opt("neutral", check=_emotion_check, doc="the performance's intended emotion at start")
+    smoothing_s: float = opt(1.5, range=(0.0, 60.0), doc="time constant of the smoothed live stream")
+    override_timeout_s: float = opt(0.0, range=(0.0, 86400.0), doc="an override without seconds ends after this (0: only on release)")
+    min_face_confidence: float = opt(0.0, range=(0.0, 1.0), doc="faces whose top emotion score is below this are ignored")
+
+
+@dataclass
+class PaletteConfig:
+    joy: str = opt("#ffd400", doc="joy colour (the original: yellow)")
+    anxiety: str = opt("#ffffff", doc="anxiety colour (the original: white)")
+    anger: str = opt("#ff6a00", doc="anger colour (the original: orange)")
+    sadness: str = opt("#1f4fff", doc="sadness colour (the original: blue)")
+    neutral: str = opt("#8a2be2", doc="neutral colour (the original: purple)")
+    blend: float = opt(0.0, range=(0.0, 1.0), doc="0: audience colour only, 1: intended emotion's colour only")
+    min_brightness: float = opt(0.2, range=(0.0, 1.0), doc="brightness at confidence 0 (1.0 at confidence 1)")
+    gamma: float = opt(1.0, range=(0.1, 5.0), doc="confidence -> brightness curve")
+
+
+@dataclass
+class OscConfig:
+    prefix: str = opt("/pcp", doc="address prefix of every message")
+    target: str = opt("127.0.0.1:9011", check=_hostport_check, doc="TouchDesigner's OSC In (HOST:PORT)")
+    extra_targets: list[str] = opt(factory=list, doc="more HOST:PORT receivers of the full address map")
+    control_host: str = opt("0.0.0.0", doc="address the show-control receiver binds")
+    control_port: int = opt(9010, range=(0, 65535), doc="UDP port for show control (0: pick a free one)")
+    allowed_senders: list[str] = opt(factory=list, doc="if set, only these sender IPs may control the show")
+    live_rate_hz: float = opt(10.0, range=(0.0, 120.0), doc="live stream messages per second (0: off)")
+    heartbeat: bool = opt(True, doc="send /pcp/heartbeat once a second")
+    bundle: bool = opt(False, doc="wrap each cue in one OSC bundle (grandMA3 and QLC+ want none)")
+
+
+@dataclass
+class GeneratorConfig:
+    kind: str = opt("procedural", choices=("procedural", "diffusion", "off"), doc="background generator")
+    width: int = opt(1920, range=(64, 3840), doc="background width in pixels")
+    height: int = opt(1080, range=(64, 2160), doc="background height in pixels")
+    every_cue: bool = opt(True, doc="make a new background for each cue")
+    crossfade_s: float = opt(2.0, range=(0.0, 60.0), doc="crossfade time for streaming sinks")
+    seed: int = opt(-1, range=(-1, 2**31 - 1), doc="fixed seed (-1: a new seed each time, recorded)")
+
+
+@dataclass
+class SinksConfig:
+    kinds: list[str] = opt(factory=list, doc='texture sinks: "ndi", "syphon", "spout", "file" (empty: platform default)')
+    name: str = opt("pcp-osc", doc="sender name for Syphon, Spout and NDI")
+    file_dir: str = opt("", doc="folder for the file sink (empty: a temp folder)")
+    file_format: str = opt("png", choices=("png", "jpg"), doc="file sink image format")
+    file_keep: int = opt(10, range=(1, 10000), doc="newest files kept by the file sink")
+    ndi_extra_ips: list[str] = opt(factory=list, doc="extra IPs for NDI discovery where mDNS is blocked")
+
+
+@dataclass
+class RouteConfig:
+    preset: str = opt("custom", doc="eos, grandma3, magicq, qlc, resolume, looks or custom")
+    target: str = opt("127.0.0.1:8000", check=_hostport_check, doc="receiver HOST:PORT")
+    protocol: str = opt("udp", choices=("udp", "tcp"), doc="udp, or tcp with SLIP framing")
+    addresses: list[str] = opt(factory=list, doc="templates like '/eos/chan/1/param/red {r100}'")
+    options: dict[str, Any] = opt(factory=dict, doc="preset options (channel, playback, universe, ...)")
+
+
+@dataclass
+class LogConfig:
+    path: str = opt("", doc="show log SQLite file (empty: shows/show-YYYYmmdd-HHMMSS.db)")
+    enabled: bool = opt(True, doc="write the show log")
+    live_sample_hz: float = opt(1.0, range=(0.0, 30.0), doc="live distribution samples per second in the log")
+
+
+@dataclass
+class WebConfig:
+    enabled: bool = opt(False, doc="serve the operator dashboard")
+    bind: str = opt("127.0.0.1:8080", check=_hostport_check, doc="HOST:PORT for the dashboard")
+    token: str = opt("", doc="control token (empty: a random one printed at start when not on loopback)")
+    blur_faces: bool = opt(True, doc="blur faces in the preview by default")
+
+
+@dataclass
+class PrivacyConfig:
+    store_frames: bool = opt(False, doc="write audience frames to disk (off: nothing of the audience is ever written)")
+    store_dir: str = opt("", doc="where stored frames go when store_frames is on")
+    keep_hours: float = opt(24.0, range=(0.0, 8760.0), doc="delete stored frames older than this")
+
+
+@dataclass
+class Config:
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    mood: MoodConfig = field(default_factory=MoodConfig)
+    palette: PaletteConfig = field(default_factory=PaletteConfig)
+    osc: OscConfig = field(default_factory=OscConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+    routes: list[RouteConfig] = field(default_factory=list)
+    log: LogConfig = field(default_factory=LogConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+
+# --------------------------------------------------------------------------- validation
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_value(where: str, tp: Any, value: Any, meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (list, typing.List):
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} = {value!r} must be a list")
+        return [_check_value(f"{where}[{i}]", item_tp, v, {}) for i, v in enumerate(value)]
+    if origin in (dict, typing.Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} = {value!r} must be a table")
+        return dict(value)
+    if tp is Any:
+        return value
+    if isinstance(tp, types.UnionType) or origin is typing.Union:
+        return value
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = str(value), True  # source = 0 means camera 0
+    if not ok:
+        raise ConfigError(f"{where} = {value!r} must be {_TYPE_WORDS.get(tp, tp)}")
+    if tp is float:
+        value = float(value)
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if not lo <= value <= hi:
+            raise ConfigError(f"{where} = {value!r} is out of range; allowed {lo}..{hi}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where} = {value!r} is not allowed; choose one of: {', '.join(map(str, meta['choices']))}")
+    if "check" in meta:
+        problem = meta["check"](value)
+        if problem:
+            raise ConfigError(f"{where} = {value!r}: {problem}")
+    return value
+
+
+def _build(cls: type, table: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            allowed = ", ".join(fields)
+            raise ConfigError(f"unknown key {path!r}; allowed keys{' in [' + where + ']' if where else ''}: {allowed}")
+        kwargs[key] = _check_value(path, hints[key], value, dict(fields[key].metadata))
+    obj = cls(**kwargs)
+    _post_check(obj, where)
+    return obj
+
+
+def _post_check(obj: Any, where: str) -> None:
+    if isinstance(obj, PaletteConfig):
+        from .types import Colour
+
+        for name in EMOTIONS:
+            try:
+                Colour.from_hex(getattr(obj, name))
+            except ValueError:
+                raise ConfigError(
+                    f"{where}.{name} = {getattr(obj, name)!r} is not a colour; write it as \"#rrggbb\""
+                ) from None
+    if isinstance(obj, CaptureConfig) and obj.reconnect_min_s > obj.reconnect_max_s:
+        raise ConfigError(f"{where}.reconnect_min_s must not exceed {where}.reconnect_max_s")
+    if isinstance(obj, OscConfig):
+        if not obj.prefix.startswith("/") or obj.prefix.endswith("/") or " " in obj.prefix:
+            raise ConfigError(f"{where}.prefix = {obj.prefix!r} must start with '/' and not end with '/' (e.g. \"/pcp\")")
+        for t in obj.extra_targets:
+            problem = _hostport_check(t)
+            if problem:
+                raise ConfigError(f"{where}.extra_targets: {problem}")
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a validated :class:`Config` from a parsed TOML table."""
+    return _build(Config, data, "")
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a TOML config file; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
+    return config_from_dict(data)
+
+
+def defaults_toml() -> str:
+    """Every key with its default and a comment: what `pcp-osc config --defaults` prints."""
+    lines = ["# pcp-osc configuration: every key, with its default.", ""]
+    cfg = Config()
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        if isinstance(value, list):
+            lines.append(f"# [[{f.name}]]  (repeatable)")
+            for rf in dataclasses.fields(RouteConfig):
+                lines.append(f"# {rf.name} = {_toml_value(getattr(RouteConfig(), rf.name))}  # {rf.metadata.get('doc', '')}")
+            lines.append("")
+            continue
+        lines.append(f"[{f.name}]")
+        for sf in dataclasses.fields(value):
+            doc = sf.metadata.get("doc", "")
+            lines.append(f"{sf.name} = {_toml_value(getattr(value, sf.name))}" + (f"  # {doc}" if doc else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
