@@ -105,6 +105,7 @@ class MoodConfig:
     smoothing_s: float = opt(1.5, range=(0.0, 60.0), doc="time constant of the smoothed live stream")
     override_timeout_s: float = opt(0.0, range=(0.0, 86400.0), doc="an override without seconds ends after this (0: only on release)")
     min_face_confidence: float = opt(0.0, range=(0.0, 1.0), doc="faces whose top emotion score is below this are ignored")
+    intent_confidence: float = opt(0.8, range=(0.0, 1.0), doc="confidence (so brightness) of a cue that the intent fills in")
 
 
 @dataclass

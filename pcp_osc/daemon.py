@@ -1,0 +1,416 @@
+"""The daemon: wires capture -> perception -> mood -> palette -> cue -> OSC (+ the parts that
+listen to cues: show log, background worker, sinks, routes, web dashboard).
+
+Threads (none waits on another; hand-offs are latest-value slots):
+  capture   -- the source's reader thread keeps only the newest frame
+  perception-- newest frame -> Faces -> live mood (OSC live stream, "live" subscribers)
+  clock     -- every 20 ms: closes windows into cues, expires overrides, heartbeat
+  control   -- OSC show control in; the web dashboard calls ``control()`` too
+Parts (show log, generator worker, sinks, dashboard) own their threads and take
+events through ``subscribe``; their callbacks must return at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .capture import BrowserSource, FrameSource, SourceError, open_source
+from .config import Config, parse_hostport
+from .emotions import EMOTIONS, UnknownEmotion, parse_emotion
+from .mood import WINDOW_MAX_S, WINDOW_MIN_S, MoodTracker
+from .osc import ControlServer, OscOut, cue_messages, live_messages
+from .palette import colour_for, live_colour
+from .types import Cue, Faces, Frame, Mood
+
+log = logging.getLogger("pcp_osc.daemon")
+
+CLOCK_PERIOD_S = 0.02
+HEARTBEAT_PERIOD_S = 1.0
+EVENTS = ("cue", "live", "control", "background", "status")
+
+
+@dataclass(frozen=True)
+class ControlEvent:
+    address: str
+    args: tuple
+    sender: str
+    accepted: bool
+    message: str
+    wall_time: float = field(default_factory=time.time)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        source: FrameSource | str | None = None,
+        backend: Any = None,
+        perception: bool = True,
+    ) -> None:
+        self.config = config
+        self.prefix = config.osc.prefix
+        self.t0 = time.monotonic()
+        self.wall_t0 = time.time()
+        self.tracker = MoodTracker(config.mood, self.t0)
+        self.blend = config.palette.blend
+        targets = [parse_hostport(config.osc.target)] + [parse_hostport(t) for t in config.osc.extra_targets]
+        self.osc = OscOut(targets, bundle=config.osc.bundle)
+        self.source = source if isinstance(source, FrameSource) else open_source(config.capture, source)
+        self.browser_source = self.source if isinstance(self.source, BrowserSource) else None
+        self._backend = backend
+        self._want_perception = perception
+        self.backend_error = ""
+        self.control_server: ControlServer | None = None
+        self.parts: list[Any] = []
+        self.generator_worker: Any = None  # set by the run command when a generator is on
+        self._subs: dict[str, list[Callable]] = defaultdict(list)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.cue_id = 0
+        self.last_cue: Cue | None = None
+        self.last_live: Mood | None = None
+        self.last_faces: Faces = Faces.empty()
+        self.last_frame: Frame | None = None
+        self._status = "starting"
+        self._status_reasons: dict[str, str] = {}
+        self.counters: dict[str, int] = defaultdict(int)
+        self.perception_ms = 0.0
+        self._last_live_send = 0.0
+        self.started = False
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, event: str, fn: Callable) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown daemon event {event!r}; allowed: {', '.join(EVENTS)}")
+        self._subs[event].append(fn)
+
+    def emit(self, event: str, *args: Any) -> None:
+        for fn in list(self._subs[event]):
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a %s listener failed; the show goes on", event)
+
+    def add_part(self, part: Any) -> None:
+        self.parts.append(part)
+        if self.started:
+            part.start()
+
+    # ------------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        c = self.config
+        self.control_server = ControlServer(c.osc.control_host, c.osc.control_port, self._on_osc_control, c.osc.allowed_senders)
+        self.control_server.start()
+        log.info(
+            "show control on UDP %s:%d; cues to %s", c.osc.control_host, self.control_server.port,
+            ", ".join(f"{h}:{p}" for h, p in self.osc.targets),
+        )
+        if self._want_perception and self._backend is None:
+            self._load_backend()
+        self.source.start()
+        log.info("source: %s", self.source.name)
+        for part in self.parts:
+            part.start()
+        self.started = True
+        self._spawn(self._clock_loop, "clock")
+        if self._want_perception:
+            self._spawn(self._perception_loop, "perception")
+        self._send_cue(self.tracker.window_mood(), reason="start")
+
+    def _load_backend(self) -> None:
+        from .perception import make_backend
+
+        t = time.monotonic()
+        log.info("loading perception (%s backend)...", self.config.perception.backend)
+        try:
+            self._backend = make_backend(self.config.perception)
+            log.info("perception ready in %.1f s", time.monotonic() - t)
+        except Exception as e:  # missing/corrupt weights: cues go on from the intent
+            self.backend_error = str(e)
+            self._set_reason("perception", f"perception-failed: {e}")
+            log.error("perception cannot start: %s -- cues go on from the intended emotion", e)
+
+    def _spawn(self, fn: Callable, name: str) -> None:
+        t = threading.Thread(target=fn, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        for part in reversed(self.parts):
+            try:
+                part.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(part).__name__)
+        self.source.stop()
+        if self.control_server:
+            self.control_server.stop()
+        self.osc.close()
+        self.started = False
+
+    def run_for(self, seconds: float | None = None) -> None:
+        self.start()
+        try:
+            if seconds is None:
+                while not self._stop.wait(1.0):
+                    pass
+            else:
+                self._stop.wait(seconds)
+        except KeyboardInterrupt:
+            log.info("stopping (Ctrl-C)")
+        finally:
+            self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ loops
+    def _perception_loop(self) -> None:
+        last_index = -1
+        while not self._stop.is_set():
+            frame = self.source.latest(last_index, timeout_s=0.1)
+            if frame is None:
+                continue
+            last_index = frame.index
+            if self._backend is None:
+                continue
+            t = time.perf_counter()
+            try:
+                faces = self._backend.detect(frame.image)
+            except Exception as e:
+                self.counters["perception_errors"] += 1
+                if self.counters["perception_errors"] in (1, 100) or self.counters["perception_errors"] % 1000 == 0:
+                    log.error("perception failed on frame %d of %s: %s", frame.index, self.source.name, e)
+                continue
+            self.perception_ms = (time.perf_counter() - t) * 1000
+            self.counters["frames"] += 1
+            now = time.monotonic()
+            mood = self.tracker.update(faces, now)
+            self.last_live, self.last_faces, self.last_frame = mood, faces, frame
+            self._send_live(mood, now)
+            self.emit("live", mood, faces, frame)
+
+    def _send_live(self, mood: Mood, now: float) -> None:
+        rate = self.config.osc.live_rate_hz
+        if rate <= 0 or now - self._last_live_send < 1.0 / rate:
+            return
+        self._last_live_send = now
+        self.osc.send_many(live_messages(mood, live_colour(mood.distribution, self.config.palette), self.prefix))
+
+    def _clock_loop(self) -> None:
+        next_beat = self.t0 + HEARTBEAT_PERIOD_S
+        while not self._stop.wait(CLOCK_PERIOD_S):
+            now = time.monotonic()
+            if self.tracker.expire_override(now):
+                log.info("override timed out")
+                self._send_cue(self.tracker.window_mood(), reason="release")
+            mood = self.tracker.tick(now)
+            if mood is not None:
+                self._send_cue(mood, reason="window")
+            if now >= next_beat:
+                next_beat += HEARTBEAT_PERIOD_S
+                self._update_source_status()
+                if self.config.osc.heartbeat:
+                    self.osc.send(f"{self.prefix}/heartbeat", int(now - self.t0))
+                self.osc.send(f"{self.prefix}/status", self.status_text())
+
+    # ------------------------------------------------------------------ cues
+    def _send_cue(self, mood: Mood, reason: str) -> Cue:
+        with self._lock:
+            colour = colour_for(mood, self.tracker.intent, self.config.palette, self.blend)
+            cue = Cue(
+                id=self.cue_id, mood=mood, colour=colour, intent=self.tracker.intent,
+                window_s=self.tracker.window_s, wall_time=time.time(), timestamp=time.monotonic(), reason=reason,
+            )
+            self.cue_id += 1
+            self.last_cue = cue
+            self.osc.send_many(cue_messages(cue, self.prefix))
+            self.counters["cues"] += 1
+        log.info(
+            "cue %d: %s %.0f%% (%s, %.1f faces) %s%s", cue.id, cue.emotion_id, cue.confidence * 100,
+            cue.source, mood.faces, colour.hex, "" if reason == "window" else f" [{reason}]",
+        )
+        self.emit("cue", cue)
+        return cue
+
+    # ------------------------------------------------------------------ status
+    def _set_reason(self, key: str, text: str | None) -> None:
+        changed = False
+        with self._lock:
+            if text:
+                changed = self._status_reasons.get(key) != text
+                self._status_reasons[key] = text
+            elif key in self._status_reasons:
+                del self._status_reasons[key]
+                changed = True
+        if changed:
+            self.emit("status", self.status_text())
+
+    def set_status_reason(self, key: str, text: str | None) -> None:
+        """Parts report what is wrong (e.g. "generator-failed: ...") or clear it with None."""
+        self._set_reason(key, text)
+
+    def _update_source_status(self) -> None:
+        st = self.source.state
+        if st in ("no-camera", "reconnecting"):
+            self._set_reason("source", f"{st}: {self.source.name}")
+        elif st == "ended":
+            self._set_reason("source", f"source-ended: {self.source.name}")
+        else:
+            self._set_reason("source", None)
+
+    def status_text(self) -> str:
+        with self._lock:
+            return "; ".join(self._status_reasons.values()) or "ok"
+
+    def status(self) -> dict:
+        cue = self.last_cue
+        live = self.last_live
+        ov = self.tracker.override
+        cs = self.control_server
+        return {
+            "status": self.status_text(),
+            "uptime_s": round(time.monotonic() - self.t0, 1),
+            "source": self.source.name,
+            "source_state": self.source.state,
+            "faces": len(self.last_faces),
+            "perception_ms": round(self.perception_ms, 1),
+            "backend": getattr(self._backend, "name", None),
+            "intent": EMOTIONS[self.tracker.intent],
+            "override": EMOTIONS[ov.emotion] if ov else None,
+            "window_s": self.tracker.window_s,
+            "window_left_s": round(max(0.0, self.tracker.window_start + self.tracker.window_s - time.monotonic()), 1),
+            "blend": self.blend,
+            "cue": None if cue is None else {
+                "id": cue.id, "emotion": cue.emotion_id, "confidence": round(cue.confidence, 4),
+                "source": cue.source, "faces": round(cue.mood.faces, 2), "hex": cue.colour.hex,
+                "color": [round(v, 4) for v in cue.colour.rgb], "reason": cue.reason, "wall_time": cue.wall_time,
+            },
+            "live": None if live is None else {
+                "faces": int(live.faces),
+                "shares": {e: round(float(v), 4) for e, v in zip(EMOTIONS, live.distribution)},
+                "valence": round(live.valence, 4), "arousal": round(live.arousal, 4),
+                "hex": live_colour(live.distribution, self.config.palette).hex,
+            },
+            "counters": dict(self.counters) | ({
+                "control_received": cs.received, "control_malformed": cs.malformed, "control_refused": cs.refused,
+            } if cs else {}) | {"osc_sent": self.osc.sent},
+            "control_port": cs.port if cs else None,
+            "generator": self.generator_worker.status() if self.generator_worker is not None else None,
+        }
+
+    # ------------------------------------------------------------------ show control
+    def _on_osc_control(self, address: str, args: list, sender: str) -> None:
+        event = self.control(address, args, sender)
+        if not event.accepted and self.control_server is not None:
+            self.control_server.note_bad(sender, event.message)
+        if event.accepted and address == f"{self.prefix}/ping" and self.control_server is not None:
+            self.control_server.reply(sender, f"{self.prefix}/pong")
+
+    def control(self, address: str, args: list | tuple, sender: str = "local") -> ControlEvent:
+        """Change the show: the one entry for OSC control and the web dashboard alike.
+        Never raises for bad input: the returned event says what was wrong."""
+        args = tuple(args)
+        try:
+            message = self._apply(address, args)
+            event = ControlEvent(address, args, sender, True, message)
+            self.counters["control_accepted"] += 1
+        except ValueError as e:
+            event = ControlEvent(address, args, sender, False, str(e))
+            self.counters["control_rejected"] += 1
+        if event.accepted and address not in (f"{self.prefix}/ping",):
+            log.info("show control from %s: %s %s -> %s", sender, address, " ".join(map(str, args)), event.message)
+        self.emit("control", event)
+        return event
+
+    def _apply(self, address: str, args: tuple) -> str:
+        p = self.prefix
+        name = address[len(p):] if address.startswith(p + "/") else None
+        now = time.monotonic()
+        if name == "/intent":
+            k = _emotion_arg(address, args)
+            self.tracker.set_intent(k)
+            if self.tracker.window_mood().source == "intent":
+                self._send_cue(self.tracker.window_mood(), reason="intent")
+            return f"intent is {EMOTIONS[k]}"
+        if name == "/override":
+            if not 1 <= len(args) <= 2:
+                raise ValueError(f"{address} takes an emotion and optional seconds, got {len(args)} arguments")
+            k = _emotion_arg(address, args[:1])
+            seconds = None
+            if len(args) == 2:
+                seconds = _number(address, args[1], "seconds")
+                if not 0 < seconds <= 86400:
+                    raise ValueError(f"{address} seconds {seconds} out of range; allowed 0 < s <= 86400")
+            self.tracker.set_override(k, now, seconds)
+            self._send_cue(self.tracker.window_mood(), reason="override")
+            return f"override {EMOTIONS[k]}" + (f" for {seconds:g} s" if seconds else " until release")
+        if name == "/release":
+            _no_args(address, args)
+            if self.tracker.release():
+                self._send_cue(self.tracker.window_mood(), reason="release")
+                return "override released"
+            return "no override was active"
+        if name == "/generate":
+            _no_args(address, args)
+            if self.generator_worker is None:
+                raise ValueError(f"{address}: no background generator is running (generator.kind = off)")
+            self.generator_worker.generate_now()
+            return "background requested"
+        if name == "/marker":
+            if len(args) != 1 or not isinstance(args[0], str) or not args[0].strip():
+                raise ValueError(f"{address} takes one non-empty string (a song or cue name), got {args!r}")
+            return f"marker {args[0].strip()!r}"
+        if name == "/window":
+            if len(args) != 1:
+                raise ValueError(f"{address} takes one number of seconds ({WINDOW_MIN_S:g}..{WINDOW_MAX_S:g})")
+            seconds = _number(address, args[0], "seconds")
+            self.tracker.set_window(seconds, now)
+            return f"window is {seconds:g} s"
+        if name == "/blend":
+            if len(args) != 1:
+                raise ValueError(f"{address} takes one number 0..1")
+            w = _number(address, args[0], "blend")
+            if not 0.0 <= w <= 1.0:
+                raise ValueError(f"{address} {w} out of range; allowed 0..1")
+            self.blend = w
+            return f"blend is {w:g}"
+        if name == "/ping":
+            _no_args(address, args)
+            return "pong"
+        allowed = ", ".join(f"{p}/{a}" for a in ("intent", "override", "release", "generate", "marker", "window", "blend", "ping"))
+        raise ValueError(f"unknown address {address}; show control understands {allowed}")
+
+
+def _emotion_arg(address: str, args: tuple) -> int:
+    if len(args) != 1:
+        raise ValueError(f"{address} takes one emotion (name or 0..4), got {len(args)} arguments")
+    try:
+        return parse_emotion(args[0])
+    except UnknownEmotion as e:
+        raise ValueError(f"{address}: {e}") from None
+
+
+def _number(address: str, value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{address} {what} must be a number (OSC f or i), got {value!r}")
+    v = float(value)
+    if v != v:
+        raise ValueError(f"{address} {what} is NaN")
+    return v
+
+
+def _no_args(address: str, args: tuple) -> None:
+    if args:
+        raise ValueError(f"{address} takes no arguments, got {args!r}")

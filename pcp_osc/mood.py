@@ -1,0 +1,190 @@
+"""The mood tracker: faces per frame in, a cue's mood per window and a smooth live mood out.
+
+Window cue (every ``window_s``, default 15 s -- the original's capture interval):
+  * every face in every frame of the window contributes its five-emotion score
+    row; the window's distribution is their mean. The dominant emotion is its
+    argmax and the cue's confidence is that emotion's share -- "how strongly the
+    room feels it" (1.0 = every face fully that emotion).
+  * no faces in the whole window: the performance's intended emotion stands in
+    (source ``intent``) at ``intent_confidence``, so a cue is always sent. (The
+    original crashed on an empty window.)
+  * an override from show control wins (source ``override``, confidence 1)
+    until released or timed out.
+
+Live mood (every frame): the frame's mean distribution, smoothed with an
+exponential time constant ``smoothing_s``; with no faces it drifts toward the
+intent. Valence and arousal follow from the shares with the mapping below
+(Russell's circumplex, as used for FER-style categories):
+
+    emotion   valence  arousal
+    joy        +0.80    0.60
+    anxiety    -0.50    0.80
+    anger      -0.70    0.90
+    sadness    -0.70    0.20
+    neutral     0.00    0.30
+
+valence = sum(share * valence_e) in -1..1, arousal = sum(share * arousal_e) in 0..1.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import MoodConfig
+from .emotions import N_EMOTIONS, parse_emotion
+from .types import Faces, Mood
+
+VALENCE = np.array([0.80, -0.50, -0.70, -0.70, 0.00], dtype=np.float32)
+AROUSAL = np.array([0.60, 0.80, 0.90, 0.20, 0.30], dtype=np.float32)
+
+WINDOW_MIN_S = 1.0
+WINDOW_MAX_S = 300.0
+
+
+def valence_arousal(distribution: np.ndarray) -> tuple[float, float]:
+    d = np.asarray(distribution, dtype=np.float32)
+    s = float(d.sum())
+    if s <= 0:
+        return 0.0, 0.0
+    d = d / s
+    return float(d @ VALENCE), float(d @ AROUSAL)
+
+
+def one_hot(index: int) -> np.ndarray:
+    v = np.zeros(N_EMOTIONS, dtype=np.float32)
+    v[index] = 1.0
+    return v
+
+
+@dataclass
+class Override:
+    emotion: int
+    until: float | None  # monotonic time, None = until release
+
+
+class MoodTracker:
+    """Thread-safe: the perception loop calls ``update``/``tick``, show control calls the setters."""
+
+    def __init__(self, cfg: MoodConfig, now: float) -> None:
+        self.cfg = cfg
+        self.window_s = float(cfg.window_s)
+        self.intent = parse_emotion(cfg.intent, "mood.intent")
+        self.override: Override | None = None
+        self._lock = threading.RLock()
+        self._live = one_hot(self.intent)
+        self._live_t: float | None = None
+        self._last_faces = 0
+        self._start_window(now)
+
+    # ------------------------------------------------------------------ window
+    def _start_window(self, now: float) -> None:
+        self.window_start = now
+        self._sum = np.zeros(N_EMOTIONS, dtype=np.float64)
+        self._face_rows = 0
+        self._frames = 0
+
+    def update(self, faces: Faces, now: float) -> Mood:
+        """Add one processed frame; returns the smoothed live mood."""
+        with self._lock:
+            scores = faces.scores
+            if len(faces) and self.cfg.min_face_confidence > 0:
+                scores = scores[scores.max(axis=1) >= self.cfg.min_face_confidence]
+            self._frames += 1
+            self._last_faces = int(len(scores))
+            if len(scores):
+                self._sum += scores.sum(axis=0)
+                self._face_rows += len(scores)
+                target = scores.mean(axis=0)
+            else:
+                target = one_hot(self._current_intent_or_override())
+            if self._live_t is None or self.cfg.smoothing_s <= 0:
+                self._live = target.astype(np.float32)
+            else:
+                dt = max(0.0, now - self._live_t)
+                a = 1.0 - math.exp(-dt / self.cfg.smoothing_s)
+                self._live = ((1 - a) * self._live + a * target).astype(np.float32)
+            self._live_t = now
+            return self.live()
+
+    def live(self) -> Mood:
+        with self._lock:
+            d = self._live / max(1e-9, float(self._live.sum()))
+            k = int(d.argmax())
+            v, a = valence_arousal(d)
+            source = "override" if self.override else ("audience" if self._last_faces else "intent")
+            return Mood(k, float(d[k]), d.copy(), float(self._last_faces), source, v, a, 1)
+
+    def due(self, now: float) -> bool:
+        with self._lock:
+            return now - self.window_start >= self.window_s
+
+    def tick(self, now: float) -> Mood | None:
+        """Close the window if its time is up: returns the window's mood, else None."""
+        with self._lock:
+            self._expire_override(now)
+            if now - self.window_start < self.window_s:
+                return None
+            mood = self.window_mood()
+            self._start_window(now)
+            return mood
+
+    def window_mood(self) -> Mood:
+        """The mood of the window so far (what a cue sent now would carry)."""
+        with self._lock:
+            faces_per_frame = self._face_rows / self._frames if self._frames else 0.0
+            if self.override is not None:
+                d = one_hot(self.override.emotion)
+                return self._mood(self.override.emotion, 1.0, d, faces_per_frame, "override")
+            if self._face_rows == 0:
+                d = one_hot(self.intent)
+                return self._mood(self.intent, self.cfg.intent_confidence, d, 0.0, "intent")
+            d = (self._sum / self._face_rows).astype(np.float32)
+            d /= max(1e-9, float(d.sum()))
+            k = int(d.argmax())
+            return self._mood(k, float(d[k]), d, faces_per_frame, "audience")
+
+    def _mood(self, k: int, conf: float, d: np.ndarray, faces: float, source: str) -> Mood:
+        v, a = valence_arousal(d)
+        return Mood(k, float(conf), d, float(faces), source, v, a, self._frames)
+
+    # ------------------------------------------------------------------ show control
+    def set_intent(self, emotion: int) -> None:
+        with self._lock:
+            self.intent = int(emotion)
+
+    def set_override(self, emotion: int, now: float, seconds: float | None = None) -> None:
+        with self._lock:
+            if seconds is None and self.cfg.override_timeout_s > 0:
+                seconds = self.cfg.override_timeout_s
+            self.override = Override(int(emotion), now + seconds if seconds else None)
+
+    def release(self) -> bool:
+        """End an override; returns whether one was active."""
+        with self._lock:
+            active = self.override is not None
+            self.override = None
+            return active
+
+    def set_window(self, seconds: float, now: float) -> None:
+        if not WINDOW_MIN_S <= seconds <= WINDOW_MAX_S:
+            raise ValueError(f"window {seconds} s is out of range; allowed {WINDOW_MIN_S:g}..{WINDOW_MAX_S:g} s")
+        with self._lock:
+            self.window_s = float(seconds)
+
+    def _expire_override(self, now: float) -> bool:
+        if self.override is not None and self.override.until is not None and now >= self.override.until:
+            self.override = None
+            return True
+        return False
+
+    def expire_override(self, now: float) -> bool:
+        """Drop a timed-out override; returns True when one just ended."""
+        with self._lock:
+            return self._expire_override(now)
+
+    def _current_intent_or_override(self) -> int:
+        return self.override.emotion if self.override else self.intent
