@@ -90,6 +90,8 @@ class PerceptionConfig:
     backend: str = opt("default", choices=("default", "yolo"), doc="default (shipped ONNX models) or yolo")
     weights: str = opt("", doc="YOLO weights (.pt or .onnx) for backend = yolo")
     yolo_mode: str = opt("auto", choices=("auto", "detector", "classifier"), doc="read from the model, or forced")
+    yolo_conf: float = opt(0.25, range=(0.001, 0.99), doc="YOLO detector: least class probability to keep a box")
+    yolo_iou: float = opt(0.5, range=(0.05, 0.95), doc="YOLO detector: overlap (IoU) above which a weaker box of the same face is dropped")
     device: str = opt("cpu", doc='"cpu", "cuda", "cuda:0", "mps" or "auto"')
     face_threshold: float = opt(0.5, range=(0.01, 0.99), doc="face detector confidence to keep a face")
     min_face_px: int = opt(12, range=(4, 512), doc="smallest face height kept, in frame pixels")
