@@ -318,7 +318,7 @@ class ShowLog:
         return ok
 
     def log_marker(self, name: str, wall_time: float | None = None) -> bool:
-        return self._put("marker", (time.time() if wall_time is None else float(wall_time), str(name)))
+        return self._put("marker", (time.time() if wall_time is None else float(wall_time), str(name).strip()))
 
     def log_background(self, bg: Any, file: str | Path | None = None) -> bool:
         # The image is encoded to a thumbnail on the writer thread, not here.
