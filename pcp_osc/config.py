@@ -143,6 +143,43 @@ class GeneratorConfig:
     every_cue: bool = opt(True, doc="make a new background for each cue")
     crossfade_s: float = opt(2.0, range=(0.0, 60.0), doc="crossfade time for streaming sinks")
     seed: int = opt(-1, range=(-1, 2**31 - 1), doc="fixed seed (-1: a new seed each time, recorded)")
+    # Stable Diffusion (kind = "diffusion"); see pcp_osc/backgrounds/diffusion.py.
+    model: str = opt("", doc="diffusers folder, .safetensors/.ckpt file, or a hub id cached on this machine")
+    model_config: str = opt("", doc="local diffusers folder (configs and tokenizer) for a single-file model, so nothing is downloaded")
+    allow_download: bool = opt(False, doc="let a hub id be downloaded (off: only what is on this machine)")
+    device: str = opt("auto", doc='"auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:1" or "mps"')
+    dtype: str = opt("auto", choices=("auto", "float16", "bfloat16", "float32"), doc="auto: float16 on cuda/mps, float32 on cpu")
+    schedule: str = opt("auto", choices=("auto", "turbo", "lcm", "lcm-lora", "classic"), doc="auto: turbo/lcm from the model name, lcm-lora when lcm_lora is set, else classic")
+    steps: int = opt(0, range=(0, 200), doc="denoising steps (0: the schedule's default: turbo 1, lcm 4, classic 25)")
+    guidance: float = opt(-1.0, range=(-1.0, 30.0), doc="classifier-free guidance (-1: the schedule's default: turbo 0, lcm 1, classic 7.5)")
+    lcm_lora: str = opt("", doc="LCM-LoRA weights file or folder (schedule lcm-lora)")
+    tiny_vae: str = opt("", doc="local AutoencoderTiny (TAESD) folder: much faster decoding")
+    sd_width: int = opt(512, range=(64, 2048), doc="diffusion image width (multiple of 8); upscaled to width x height")
+    sd_height: int = opt(512, range=(64, 2048), doc="diffusion image height (multiple of 8)")
+    strength: float = opt(0.6, range=(0.05, 1.0), doc="img2img strength from the procedural background of the same cue (1.0: ignore it)")
+    colour_match: float = opt(0.5, range=(0.0, 1.0), doc="pull the output's colour statistics toward the cue's procedural background (0: off)")
+    prompt: str = opt(
+        "art style background of feeling the emotion of {emotion} with {confidence_pct}% {colour_word}, "
+        "{brightness_word} {colour_word} light, mood of {intent} with {intent_colour_word} accents, abstract stage backdrop",
+        doc="prompt template; fields: {emotion} {intent} {confidence_pct} {colour_word} {intent_colour_word} {brightness_word} {hex}",
+    )
+    prompts: dict[str, str] = opt(factory=dict, doc="per-emotion prompt templates, e.g. {joy = \"...\"}; others use prompt")
+    negative_prompt: str = opt("text, letters, watermark, logo, people, faces, frame, border", doc="what the image must not show")
+    threads: int = opt(0, range=(0, 256), doc="torch CPU threads for diffusion (0: torch default); leave a core to perception")
+
+    def __post_init__(self) -> None:
+        from .emotions import parse_emotion as _parse
+
+        for key, template in self.prompts.items():
+            try:
+                _parse(key)
+            except UnknownEmotion as e:
+                raise ConfigError(f"generator.prompts: {e}") from None
+            if not isinstance(template, str):
+                raise ConfigError(f"generator.prompts.{key} = {template!r} must be a string")
+        for key in ("sd_width", "sd_height"):
+            if getattr(self, key) % 8:
+                raise ConfigError(f"generator.{key} = {getattr(self, key)} must be a multiple of 8 (e.g. 512)")
 
 
 @dataclass
