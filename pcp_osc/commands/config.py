@@ -1,0 +1,27 @@
+"""`pcp-osc config`: print every key with its default, or check a file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError, defaults_toml, load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="print the default configuration, or check a file")
+    p.add_argument("--check", metavar="FILE", help="validate FILE and say what is wrong")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check:
+        try:
+            load_config(args.check)
+        except ConfigError as e:
+            print(f"pcp-osc: configuration error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.check}: ok")
+        return 0
+    print(defaults_toml())
+    return 0

@@ -1,0 +1,142 @@
+"""`pcp-osc run`: the show daemon."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+import time
+
+from ..config import Config, ConfigError, config_from_dict, load_config
+
+log = logging.getLogger("pcp_osc.run")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the show daemon (built-in demo when no camera)",
+                       description="Watch the audience camera and send emotion cues over OSC.")
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (every key has a default)")
+    p.add_argument("--source", "-s", metavar="SRC", help="auto, demo, browser, camera index, video file, image folder or stream URL")
+    p.add_argument("--target", "-t", metavar="HOST:PORT", help="TouchDesigner's OSC In (default 127.0.0.1:9011)")
+    p.add_argument("--control-port", type=int, metavar="PORT", help="UDP port for show control (default 9010)")
+    p.add_argument("--window", type=float, metavar="SECONDS", help="cue window, 1..300 s (default 15)")
+    p.add_argument("--intent", metavar="EMOTION", help="the performance's intended emotion at start")
+    p.add_argument("--seconds", type=float, metavar="N", help="run N seconds, then exit cleanly")
+    p.add_argument("--backend", choices=("default", "yolo"), help="perception backend")
+    p.add_argument("--weights", metavar="FILE", help="YOLO weights (.pt or .onnx) for --backend yolo")
+    p.add_argument("--yolo-mode", choices=("auto", "detector", "classifier"), help="YOLO model kind (read from the model by default)")
+    p.add_argument("--generator", choices=("procedural", "diffusion", "off"), help="stage background generator")
+    p.add_argument("--model", metavar="PATH_OR_ID", help="Stable Diffusion model for --generator diffusion")
+    p.add_argument("--sink", action="append", metavar="KIND[:NAME]", help="texture sink: ndi, syphon, spout, file[:DIR] (repeatable)")
+    p.add_argument("--route", action="append", metavar="PRESET:HOST:PORT", help="OSC route to a desk or Resolume (repeatable)")
+    p.add_argument("--log", metavar="FILE", help="show log SQLite file")
+    p.add_argument("--no-log", action="store_true", help="do not write a show log")
+    p.add_argument("--web", metavar="[HOST:]PORT", help="serve the operator dashboard (127.0.0.1 unless a host is given)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no console status line")
+    p.set_defaults(func=run)
+
+
+def config_with_overrides(args: argparse.Namespace) -> Config:
+    """The config file (or defaults) with the command line's flags on top, validated together."""
+    cfg = load_config(getattr(args, "config", None))
+    data = dataclasses.asdict(cfg)
+
+    def put(section: str, key: str, value) -> None:
+        if value is not None:
+            data[section][key] = value
+
+    put("capture", "source", getattr(args, "source", None))
+    put("osc", "target", getattr(args, "target", None))
+    put("osc", "control_port", getattr(args, "control_port", None))
+    put("mood", "window_s", getattr(args, "window", None))
+    put("mood", "intent", getattr(args, "intent", None))
+    put("perception", "backend", getattr(args, "backend", None))
+    put("perception", "weights", getattr(args, "weights", None))
+    put("perception", "yolo_mode", getattr(args, "yolo_mode", None))
+    put("generator", "kind", getattr(args, "generator", None))
+    if getattr(args, "model", None) and "model" in data["generator"]:
+        data["generator"]["model"] = args.model
+    if getattr(args, "log", None):
+        data["log"]["path"] = args.log
+    if getattr(args, "no_log", False):
+        data["log"]["enabled"] = False
+    if getattr(args, "web", None):
+        web = args.web if ":" in args.web else f"127.0.0.1:{args.web}"
+        data["web"]["enabled"] = True
+        data["web"]["bind"] = web
+    return config_from_dict(data)
+
+
+class StatusLine:
+    """One refreshing console line: faces, live mood, last cue (every few seconds as a log line when not a terminal)."""
+
+    def __init__(self, daemon, stream=sys.stderr) -> None:
+        self.daemon = daemon
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="status-line", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        if self.tty:
+            self.stream.write("\n")
+
+    def text(self) -> str:
+        s = self.daemon.status()
+        live = s["live"]
+        cue = s["cue"]
+        shares = ""
+        if live:
+            top = sorted(live["shares"].items(), key=lambda kv: -kv[1])[:2]
+            shares = " ".join(f"{e} {v * 100:.0f}%" for e, v in top)
+        cue_txt = f"cue {cue['id']} {cue['emotion']} {cue['confidence'] * 100:.0f}% {cue['source']} {cue['hex']}" if cue else "no cue yet"
+        return (f"faces {s['faces']:2d} | live {shares or '-'} | {cue_txt} | next in {s['window_left_s']:.0f} s"
+                f" | {s['perception_ms']:.0f} ms/frame | {s['status']}")
+
+    def _loop(self) -> None:
+        period = 0.5 if self.tty else 15.0
+        while not self._stop.wait(period):
+            try:
+                line = self.text()
+            except Exception:
+                continue
+            if self.tty:
+                self.stream.write("\r\033[K" + line[: 200])
+                self.stream.flush()
+            else:
+                log.info(line)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = config_with_overrides(args)
+    except ConfigError as e:
+        print(f"pcp-osc: configuration error: {e}", file=sys.stderr)
+        return 2
+    from ..capture import SourceError
+    from ..show import assemble
+
+    try:
+        daemon = assemble(cfg, args)
+    except (SourceError, ConfigError, ValueError) as e:
+        print(f"pcp-osc: {e}", file=sys.stderr)
+        return 2
+    # SIGTERM (systemd, a show-control script) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+    status = None if args.quiet else StatusLine(daemon)
+    if status:
+        daemon.add_part(status)
+    try:
+        daemon.run_for(args.seconds)
+    except OSError as e:  # e.g. the control port is taken
+        print(f"pcp-osc: {e}", file=sys.stderr)
+        return 1
+    return 0

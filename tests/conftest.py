@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from oscutil import OscReceiver  # noqa: E402
+
+
+@pytest.fixture
+def receiver():
+    r = OscReceiver()
+    yield r
+    r.close()
