@@ -1,5 +1,10 @@
 """Assemble a show: the daemon plus the parts the configuration turns on
-(show log, background generator and sinks, routes, web dashboard)."""
+(show log, background generator and its sinks, routes to desks, web dashboard).
+
+Every part hears the daemon through ``subscribe`` and owns its own thread, so none
+of them can hold up a cue. A part whose library or platform is missing says so
+and the show goes on without it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,84 @@ log = logging.getLogger("pcp_osc.show")
 
 
 def assemble(cfg: Config, args: argparse.Namespace | None = None, **daemon_kwargs) -> Daemon:
-    """Build a Daemon and attach every part ``cfg`` asks for. A part whose library is
-    missing says so and the show goes on without it."""
+    """Build a Daemon and attach every part ``cfg`` (and the run command's flags) asks for."""
     daemon = Daemon(cfg, **daemon_kwargs)
+    _attach_showlog(daemon, cfg)
+    sinks = _make_sinks(daemon, cfg, args)
+    _attach_generator(daemon, cfg, sinks)
+    _attach_routes(daemon, cfg, args)
+    _attach_web(daemon, cfg)
     return daemon
+
+
+def _attach_showlog(daemon: Daemon, cfg: Config) -> None:
+    if not cfg.log.enabled:
+        return
+    from .showlog import ShowLog
+
+    showlog = ShowLog.from_config(cfg)
+    showlog.attach(daemon)
+    daemon.showlog = showlog
+
+
+def _make_sinks(daemon: Daemon, cfg: Config, args) -> list:
+    if cfg.generator.kind == "off":
+        return []
+    try:
+        from .sinks import make_sinks, parse_sink_arg
+    except ImportError:
+        return []
+    sinks_cfg = cfg.sinks
+    for spec in getattr(args, "sink", None) or []:
+        sinks_cfg = parse_sink_arg(spec, sinks_cfg)
+    sinks = make_sinks(sinks_cfg, osc_send=daemon.osc.send, prefix=daemon.prefix, crossfade_s=cfg.generator.crossfade_s)
+    for sink in sinks:
+        daemon.add_part(sink)
+    return sinks
+
+
+def _attach_generator(daemon: Daemon, cfg: Config, sinks: list) -> None:
+    if cfg.generator.kind == "off":
+        return
+    from .backgrounds import BackgroundWorker, make_generator
+
+    generator = make_generator(cfg.generator, cfg.palette)
+
+    def on_background(bg) -> None:
+        daemon.osc.send(f"{daemon.prefix}/background/id", int(bg.id))
+        for sink in sinks:
+            sink.send(bg)
+        daemon.emit("background", bg)
+
+    def on_status(text: str) -> None:
+        daemon.set_status_reason("generator", None if text == "ok" else text)
+
+    worker = BackgroundWorker(generator, on_background=on_background, on_status=on_status)
+    daemon.generator_worker = worker
+    daemon.add_part(worker)
+    if cfg.generator.every_cue:
+        daemon.subscribe("cue", worker.submit)
+
+
+def _attach_routes(daemon: Daemon, cfg: Config, args) -> None:
+    routes = list(cfg.routes)
+    specs = getattr(args, "route", None) or []
+    if not routes and not specs:
+        return
+    from .routes import RouteSender, parse_route_arg
+
+    routes += [parse_route_arg(s) for s in specs]
+    sender = RouteSender(routes)
+    daemon.subscribe("cue", sender.send_cue)
+    daemon.add_part(sender)
+
+
+def _attach_web(daemon: Daemon, cfg: Config) -> None:
+    if not cfg.web.enabled:
+        return
+    try:
+        from .web import WebDashboard
+    except ImportError as e:
+        log.error("the web dashboard needs aiohttp (pip install 'pcp-osc[web]'): %s", e)
+        return
+    daemon.add_part(WebDashboard(daemon, cfg.web))
