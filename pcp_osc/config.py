@@ -95,9 +95,11 @@ class PerceptionConfig:
     device: str = opt("cpu", doc='"cpu", "cuda", "cuda:0", "mps" or "auto"')
     face_threshold: float = opt(0.5, range=(0.01, 0.99), doc="face detector confidence to keep a face")
     min_face_px: int = opt(12, range=(4, 512), doc="smallest face height kept, in frame pixels")
-    detect_side: int = opt(1280, range=(160, 4096), doc="frames are scaled so their long side is at most this before detection; larger frames are tiled")
+    detect_scale: float = opt(0.75, range=(0.1, 2.0), doc="the face detector sees frames at this scale (0.75: a 20 px face is 15 px to it, still found; 1.0 is slower)")
+    detect_side: int = opt(1280, range=(160, 4096), doc="longest side the detector sees at once; a larger (scaled) frame is tiled, or shrunk to it when tile = false")
     tile: bool = opt(True, doc="tile frames larger than detect_side instead of shrinking them (keeps small faces in 4K)")
     threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: all cores)")
+    weights_dir: str = opt("", doc="folder with the shipped ONNX weights (default: the repository's weights/, or $PCP_OSC_WEIGHTS)")
 
 
 @dataclass
@@ -190,6 +192,8 @@ class SinksConfig:
     file_format: str = opt("png", choices=("png", "jpg"), doc="file sink image format")
     file_keep: int = opt(10, range=(1, 10000), doc="newest files kept by the file sink")
     ndi_extra_ips: list[str] = opt(factory=list, doc="extra IPs for NDI discovery where mDNS is blocked")
+    names: dict[str, str] = opt(factory=dict, doc='per-kind sender names that replace `name`, e.g. {ndi = "StageBG"}')
+    stream_fps: float = opt(30.0, range=(1.0, 120.0), doc="frames per second NDI, Syphon and Spout re-send the picture at")
 
 
 @dataclass

@@ -1,0 +1,286 @@
+"""The shipped perception backend: RetinaFace (MobileNet-0.25) finds the faces, the
+FER2013 mini-Xception reads each face's expression; both ONNX on onnxruntime's CPU
+provider, weights in weights/ (see weights/PROVENANCE.md).
+
+    backend = DefaultBackend(config.perception)
+    faces = backend.detect(image_bgr)          # Faces: boxes, detection_confidence, scores (n, 5)
+
+What a caller may rely on:
+- boxes are xyxy in pixels of the image given, clipped to it;
+- every face of a frame is classified in one batch; ``scores`` rows sum to 1 over the
+  five emotions (FER2013's seven classes summed by :func:`pcp_osc.emotions.merge_matrix`);
+- a frame is seen by the detector at ``cfg.detect_scale`` of its size; when that is
+  larger than ``cfg.detect_side`` (4K cameras) and ``cfg.tile`` is on, it is cut into
+  overlapping tiles whose faces are merged, so small faces in big frames are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from itertools import product
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..emotions import FER2013_CLASSES, merge_matrix
+from ..types import Faces
+from . import PerceptionError
+from .weights import CLASSIFIER_FILE, DETECTOR_FILE, weight_path
+
+log = logging.getLogger(__name__)
+
+# RetinaFace MobileNet-0.25 as trained (biubug6/Pytorch_Retinaface cfg_mnet).
+ANCHOR_MIN_SIZES_PX = ((16, 32), (64, 128), (256, 512))
+ANCHOR_STEPS_PX = (8, 16, 32)
+VARIANCES = (0.1, 0.2)
+NMS_IOU = 0.4
+# Faces that straddle two tiles are found twice; merging at a looser IoU joins the halves.
+TILE_MERGE_IOU = 0.3
+TILE_OVERLAP_PX = 96  # at detector scale: a bit more than the largest face a tile must see whole
+# The detector input must be a multiple of the coarsest stride so priors line up with features.
+STRIDE_ALIGN_PX = 32
+
+# fer's own crop (fer.FER.detect_emotions): the Haar box made square, 10 px added on
+# each side, resized to 64x64 gray. Haar boxes measured on the shipped photographs are
+# 0.88x the RetinaFace box's longer side (0.81..1.01), and fer's faces are typically
+# ~100 px, where 10 px is 10%: so the crop side is 0.88 * 1.2 = 1.06x the box.
+FER_INPUT_PX = 64
+HAAR_PER_RETINA_SIDE = 0.88
+FER_MARGIN_FRACTION = 0.10  # each side, of the Haar box
+
+
+class DefaultBackend:
+    """RetinaFace + mini-Xception on onnxruntime (CPU)."""
+
+    name = "default"
+
+    def __init__(self, cfg) -> None:
+        import onnxruntime as ort
+
+        self.cfg = cfg
+        self.threads = int(cfg.threads) if cfg.threads else min(4, os.cpu_count() or 1)
+        weights_dir = getattr(cfg, "weights_dir", "") or None
+        det_path = weight_path(DETECTOR_FILE, weights_dir)
+        cls_path = weight_path(CLASSIFIER_FILE, weights_dir)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self._detector = _session(ort, det_path, opts)
+        self._classifier = _session(ort, cls_path, opts)
+        self._merge = merge_matrix(FER2013_CLASSES, "fer_mini_xception classes")
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def detect(self, image_bgr: np.ndarray) -> Faces:
+        image = _check_image(image_bgr)
+        boxes, conf = self._find_faces(image)
+        scores = self._classify(image, boxes)
+        return Faces(boxes, conf, scores)
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]:
+        """One Faces per image; the faces of all images are classified in one batch."""
+        images = [_check_image(im, f"image {i}") for i, im in enumerate(images_bgr)]
+        found = [self._find_faces(im) for im in images]
+        crops = [self._crops(im, b) for im, (b, _) in zip(images, found)]
+        scores = self._scores(np.concatenate(crops)) if crops else np.zeros((0, 5), np.float32)
+        out, start = [], 0
+        for (boxes, conf) in found:
+            out.append(Faces(boxes, conf, scores[start:start + len(boxes)]))
+            start += len(boxes)
+        return out
+
+    def classify_boxes(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """(n, 5) emotion scores for faces at known boxes (one batch)."""
+        return self._classify(_check_image(image_bgr), np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+
+    # ------------------------------------------------------------------ detection
+
+    def _find_faces(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = image.shape[:2]
+        scale = float(self.cfg.detect_scale)
+        side = int(self.cfg.detect_side)
+        if max(w, h) * scale > side and not self.cfg.tile:
+            scale = side / max(w, h)
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = image if (sw, sh) == (w, h) else cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        if max(sw, sh) <= side:
+            boxes, conf = self._detect_tile(small)
+        else:
+            boxes, conf = self._detect_tiled(small, side)
+        if len(boxes):
+            boxes /= np.array([sw / w, sh / h, sw / w, sh / h], np.float32)
+            np.clip(boxes, 0, [w, h, w, h], out=boxes)
+            keep = (boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_face_px
+            boxes, conf = boxes[keep], conf[keep]
+        return boxes, conf
+
+    def _detect_tiled(self, small: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+        sh, sw = small.shape[:2]
+        tile_w = min(sw, side)
+        tile_h = min(sh, side)
+        all_boxes, all_conf = [], []
+        for y0 in _tile_starts(sh, tile_h, TILE_OVERLAP_PX):
+            for x0 in _tile_starts(sw, tile_w, TILE_OVERLAP_PX):
+                b, c = self._detect_tile(small[y0:y0 + tile_h, x0:x0 + tile_w])
+                if len(b):
+                    b += np.array([x0, y0, x0, y0], np.float32)
+                    all_boxes.append(b)
+                    all_conf.append(c)
+        if not all_boxes:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        boxes, conf = np.concatenate(all_boxes), np.concatenate(all_conf)
+        keep = nms(boxes, conf, TILE_MERGE_IOU, containment=True)
+        return boxes[keep], conf[keep]
+
+    def _detect_tile(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in one detector input; boxes in the tile's pixels."""
+        th, tw = tile.shape[:2]
+        # Pad (not stretch) to a stride multiple: keeps box geometry exact.
+        ph, pw = _ceil_to(th, STRIDE_ALIGN_PX), _ceil_to(tw, STRIDE_ALIGN_PX)
+        if (ph, pw) != (th, tw):
+            tile = cv2.copyMakeBorder(tile, 0, ph - th, 0, pw - tw, cv2.BORDER_CONSTANT, value=(104, 117, 123))
+        tile = np.ascontiguousarray(tile)[None]
+        loc, score = self._detector.run(None, {"image_bgr": tile})
+        score = score[0]
+        idx = np.flatnonzero(score > self.cfg.face_threshold)
+        if not len(idx):
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        pri = self._priors_for(ph, pw)[idx]
+        d = loc[0, idx]
+        centre = pri[:, :2] + d[:, :2] * VARIANCES[0] * pri[:, 2:]
+        size = pri[:, 2:] * np.exp(d[:, 2:] * VARIANCES[1])
+        boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
+        conf = score[idx].astype(np.float32)
+        keep = nms(boxes, conf, NMS_IOU)
+        boxes, conf = boxes[keep], conf[keep]
+        np.clip(boxes, 0, [tw, th, tw, th], out=boxes)
+        return boxes, conf
+
+    def _priors_for(self, h: int, w: int) -> np.ndarray:
+        """(P, 4) anchors cx, cy, w, h in input pixels, cached per input size."""
+        key = (h, w)
+        if key not in self._priors:
+            rows = []
+            for sizes, step in zip(ANCHOR_MIN_SIZES_PX, ANCHOR_STEPS_PX):
+                fh, fw = math.ceil(h / step), math.ceil(w / step)
+                cy, cx = np.meshgrid((np.arange(fh) + 0.5) * step, (np.arange(fw) + 0.5) * step, indexing="ij")
+                per = [np.stack([cx, cy, np.full_like(cx, s), np.full_like(cx, s)], axis=-1) for s in sizes]
+                rows.append(np.stack(per, axis=2).reshape(-1, 4))  # order: y, x, anchor (as trained)
+            self._priors[key] = np.concatenate(rows).astype(np.float32)
+            if len(self._priors) > 16:  # a camera changing size now and then; don't grow forever
+                self._priors.pop(next(iter(self._priors)))
+        return self._priors[key]
+
+    # ------------------------------------------------------------------ expression
+
+    def _classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        if not len(boxes):
+            return np.zeros((0, 5), np.float32)
+        return self._scores(self._crops(image, boxes))
+
+    def _crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(n, 64, 64) uint8 gray crops framed as fer frames them (square, with a margin);
+        where a crop leaves the frame it is padded with the mean of the bottom rows, as fer pads."""
+        n = len(boxes)
+        out = np.empty((n, FER_INPUT_PX, FER_INPUT_PX), np.uint8)
+        if not n:
+            return out
+        h, w = image.shape[:2]
+        pad_value = float(image[-2:].mean())
+        for i, (x1, y1, x2, y2) in enumerate(boxes):
+            side = max(x2 - x1, y2 - y1) * HAAR_PER_RETINA_SIDE * (1 + 2 * FER_MARGIN_FRACTION)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+            s = max(1, int(round(side)))
+            # Crop the colour box first and convert only it: far cheaper than a full-frame cvtColor.
+            cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x0 + s), min(h, y0 + s)
+            patch = cv2.cvtColor(image[cy0:cy1, cx0:cx1], cv2.COLOR_BGR2GRAY)
+            if (cx0, cy0, cx1, cy1) != (x0, y0, x0 + s, y0 + s):
+                patch = cv2.copyMakeBorder(patch, cy0 - y0, y0 + s - cy1, cx0 - x0, x0 + s - cx1,
+                                           cv2.BORDER_CONSTANT, value=pad_value)
+            interp = cv2.INTER_AREA if s > FER_INPUT_PX else cv2.INTER_LINEAR
+            out[i] = cv2.resize(patch, (FER_INPUT_PX, FER_INPUT_PX), interpolation=interp)
+        return out
+
+    def _scores(self, crops: np.ndarray) -> np.ndarray:
+        if not len(crops):
+            return np.zeros((0, 5), np.float32)
+        probs = self._classifier.run(None, {"face_gray64": crops})[0]
+        scores = probs.astype(np.float32) @ self._merge
+        scores /= scores.sum(axis=1, keepdims=True)  # the softmax sums to 1 up to rounding
+        return scores
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _session(ort, path: Path, opts):
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for a damaged file
+        raise PerceptionError(
+            f"weight file {path} could not be loaded by onnxruntime ({e.__class__.__name__}: {str(e)[:200]}); "
+            f"rebuild it with: python tools/convert_weights.py"
+        ) from e
+
+
+def _check_image(image: object, what: str = "image") -> np.ndarray:
+    """A BGR uint8 (H, W, 3) view of the input, or a ValueError that says what is wrong."""
+    if image is None:
+        raise ValueError(f"{what} is None (no frame: a camera that returned nothing, or a file that could not be read)")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{what} is a {type(image).__name__}, expected a numpy array (H, W, 3) BGR uint8")
+    if image.size == 0 or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+        raise ValueError(f"{what} has shape {image.shape}, expected (H, W, 3) BGR uint8 with H, W >= 1")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{what} has dtype {image.dtype}, expected uint8 (0..255) BGR")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    channels = image.shape[2]
+    if channels == 3:
+        return image
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    raise ValueError(f"{what} has {channels} channels, expected 3 (BGR), 4 (BGRA) or 1 (gray)")
+
+
+def _ceil_to(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    step = (length - tile) / (n - 1)
+    return [int(round(i * step)) for i in range(n)]
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: bool = False) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best first. With ``containment``,
+    a box mostly inside a better one is dropped too (half a face cut by a tile edge)."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
+    keep = []
+    while len(order):
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        ih = np.maximum(0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = iw * ih
+        overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-6)
+        if containment:
+            overlap = np.maximum(overlap, inter / np.maximum(np.minimum(areas[i], areas[rest]), 1e-6))
+        order = rest[overlap <= iou]
+    return np.array(keep, dtype=np.int64)
