@@ -147,7 +147,11 @@ def _patch(ultralytics_pkg: ModuleType) -> None:
                 setattr(module, name, replacements[name])
 
     settings = uu.SETTINGS
-    wanted = {"sync": False, "api_key": "", **{k: False for k in _INTEGRATIONS}}
+    here = uu.USER_CONFIG_DIR  # nothing of ultralytics' lands in the working folder or ~
+    wanted = {
+        "sync": False, "api_key": "", **{k: False for k in _INTEGRATIONS},
+        "datasets_dir": str(here / "datasets"), "weights_dir": str(here / "weights"), "runs_dir": str(here / "runs"),
+    }
     wanted = {k: v for k, v in wanted.items() if k in settings and settings[k] != v}
     if wanted:
         settings.update(wanted)
