@@ -320,9 +320,10 @@ class ShowLog:
     def log_marker(self, name: str, wall_time: float | None = None) -> bool:
         return self._put("marker", (time.time() if wall_time is None else float(wall_time), str(name).strip()))
 
-    def log_background(self, bg: Any, file: str | Path | None = None) -> bool:
+    def log_background(self, bg: Any, file: str | Path | None = None, wall_time: float | None = None) -> bool:
         # The image is encoded to a thumbnail on the writer thread, not here.
-        return self._put("background", (bg, time.time(), None if file is None else str(file)))
+        wall = time.time() if wall_time is None else float(wall_time)
+        return self._put("background", (bg, wall, None if file is None else str(file)))
 
     def log_live(self, mood: Any, wall_time: float | None = None, frame: Any = None) -> bool:
         """A live sample, kept at most ``live_sample_hz`` times a second (others are skipped, not queued)."""

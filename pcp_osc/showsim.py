@@ -47,19 +47,26 @@ def colour_for(emotion: int, confidence: float, min_brightness: float = 0.2) -> 
 
 def simulated_mood(rng: np.random.Generator, target: int, t_s: float, faces_mean: float) -> Mood:
     base = np.full(len(EMOTIONS), 0.12)
-    base[target] += 0.45 + 0.15 * math.sin(t_s / 40.0)
-    base[4] += 0.15  # audiences sit near neutral
-    dist = rng.dirichlet(base * 40.0)
+    base[target] += 0.2 + 0.12 * math.sin(t_s / 40.0)
+    base[4] += 0.1  # audiences sit near neutral
+    base[(target + 1 + int(t_s // 97) % 4) % len(EMOTIONS)] += 0.08  # a second feeling drifts through each song
+    dist = rng.dirichlet(base * 25.0)
     k = int(dist.argmax())
     faces = max(0.0, rng.normal(faces_mean, 1.5))
     return Mood(k, float(dist[k]), dist, float(round(faces)), "audience", frames=1)
 
 
-def background_image(colour: Colour, width_px: int = 192, height_px: int = 108) -> np.ndarray:
-    y = np.linspace(0.3, 1.0, height_px)[:, None, None]
-    x = np.linspace(0.8, 1.0, width_px)[None, :, None]
-    rgb = np.array(colour.rgb255, dtype=np.float32)[None, None, :]
-    return np.clip(rgb * y * x + 20, 0, 255).astype(np.uint8)
+def background_image(colour: Colour, width_px: int = 192, height_px: int = 108, seed: int = 0) -> np.ndarray:
+    """A stage-like backdrop in the cue's colour: a soft glow and light beams over a dark floor."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height_px, 0:width_px].astype(np.float32)
+    cx, cy = rng.uniform(0.3, 0.7) * width_px, rng.uniform(0.2, 0.5) * height_px
+    glow = np.exp(-(((x - cx) / (0.45 * width_px)) ** 2 + ((y - cy) / (0.6 * height_px)) ** 2))
+    beams = sum(np.exp(-((x - a * width_px - (y / height_px) * b * width_px) / (0.03 * width_px)) ** 2)
+                for a, b in rng.uniform([0.1, -0.3], [0.9, 0.3], size=(4, 2)))
+    light = np.clip(0.08 + 0.85 * glow + 0.35 * beams * (1 - y / height_px), 0, 1.2)
+    rgb = np.array(colour.rgb, dtype=np.float32) * 0.85 + 0.15
+    return np.clip(light[..., None] * rgb[None, None, :] * 255, 0, 255).astype(np.uint8)
 
 
 def write_show(log, minutes: float = 60.0, *, seed: int = 7, live_hz: float = 1.0, window_s: float = 15.0,
@@ -132,9 +139,9 @@ def write_show(log, minutes: float = 60.0, *, seed: int = 7, live_hz: float = 1.
             log.log_cue(cue)
             counts["cues"] += 1
             if backgrounds:
-                bg = Background(background_image(colour), f"stage backdrop, {EMOTIONS[k]} mood, colour {colour.hex}",
+                bg = Background(background_image(colour, seed=cue_id), f"stage backdrop, {EMOTIONS[k]} mood, colour {colour.hex}",
                                 int(rng.integers(0, 2**31 - 1)), 0.02, "procedural", cue_id=cue_id, id=cue_id)
-                log.log_background(bg)
+                log.log_background(bg, wall_time=wall)
                 counts["backgrounds"] += 1
         if progress and int(t) % 600 == 0 and t == int(t):
             progress(t / duration_s)
