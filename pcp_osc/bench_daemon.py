@@ -1,0 +1,91 @@
+"""Daemon-level figures for `pcp-osc bench`: frame-to-OSC latency measured on a receiving
+UDP socket, and the daemon's peak memory as a separate process.
+
+Latency: a frame is handed to a live daemon (the browser source's ``push``, the same
+hand-off a camera reader makes) and the clock stops when its ``/pcp/live/faces``
+datagram arrives on a real socket. Frames go one at a time, so this is the path's
+latency (capture hand-off -> perception -> mood -> OSC encode -> UDP), not queueing.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def _receiver() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(5.0)
+    return s
+
+
+def frame_to_osc_latency(frames: list[np.ndarray], repeats: int = 200, warmup: int = 10) -> dict:
+    """p50/p99/max milliseconds from frame hand-off to its live OSC message arriving."""
+    from .capture import BrowserSource
+    from .config import config_from_dict
+    from .daemon import Daemon
+
+    rx = _receiver()
+    cfg = config_from_dict({
+        "osc": {"target": f"127.0.0.1:{rx.getsockname()[1]}", "control_port": 0, "control_host": "127.0.0.1",
+                "live_rate_hz": 0.0 + 120.0, "heartbeat": False},
+        "log": {"enabled": False}, "generator": {"kind": "off"},
+    })
+    src = BrowserSource()
+    daemon = Daemon(cfg, source=src)
+    daemon.start()
+    out = []
+    try:
+        for i in range(repeats + warmup):
+            # drain anything left (heartbeat/status/cues) so the next live message is ours
+            rx.setblocking(False)
+            try:
+                while True:
+                    rx.recv(65536)
+            except (BlockingIOError, OSError):
+                pass
+            rx.settimeout(5.0)
+            daemon._last_live_send = 0.0  # each measured frame must send (rate limit is per wall time)
+            t0 = time.monotonic()
+            src.push(frames[i % len(frames)])
+            while True:
+                data = rx.recv(65536)
+                if data.startswith(b"/pcp/live/faces\x00"):
+                    break
+            if i >= warmup:
+                out.append((time.monotonic() - t0) * 1000)
+    finally:
+        daemon.stop()
+        rx.close()
+    a = np.array(out)
+    return {"frames": len(a), "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "max_ms": float(a.max())}
+
+
+def daemon_peak_memory(frames: list[np.ndarray], seconds: float = 20.0) -> dict:
+    """Run `pcp-osc run` as its own process on a folder of the bench frames (default config:
+    procedural backgrounds, show log) and read its peak resident memory from the OS."""
+    with tempfile.TemporaryDirectory(prefix="pcp-bench-") as tmp:
+        folder = Path(tmp) / "frames"
+        folder.mkdir()
+        for i, f in enumerate(frames):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), f)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        cmd = [sys.executable, "-m", "pcp_osc", "run", "--source", str(folder), "--seconds", str(seconds),
+               "--control-port", "0", "--quiet", "--log", str(Path(tmp) / "show.db"), "--target", "127.0.0.1:9"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if r.returncode != 0:
+            raise RuntimeError(f"daemon exited {r.returncode}: {r.stderr[-800:]}")
+        frames_done = r.stderr.count("cue ")
+    return {"peak_rss_mb": peak_kib / 1024.0, "seconds": seconds, "previous_child_peak_mb": before / 1024.0,
+            "log_lines_with_cues": frames_done}

@@ -1,0 +1,173 @@
+"""The whole live path as an operator runs it: `pcp-osc run` as its own process on an
+image folder or video, real models, cues read from a real UDP socket, show control sent
+over UDP. A camera is the one thing this machine lacks: a missing camera is tested as such."""
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from oscutil import OscReceiver, send_osc
+
+DATA = Path(__file__).resolve().parents[1] / "pcp_osc" / "data"
+BOXES = json.loads((DATA / "faces.json").read_text())
+SMILING = ["astronaut_collins.jpg", "obama_portrait.jpg", "trump_portrait.jpg"]
+
+
+def free_udp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def crowd(names: list[str], size=(1280, 720), face_h=110) -> np.ndarray:
+    """Photos of the given people side by side on a dark stage, faces about face_h px tall."""
+    w, h = size
+    canvas = np.full((h, w, 3), 25, np.uint8)
+    x = 20
+    for name in names:
+        img = cv2.imread(str(DATA / name))
+        x1, y1, x2, y2 = BOXES[name]["box"]
+        scale = face_h / (y2 - y1)
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ih, iw = img.shape[:2]
+        iw = min(iw, w - x)
+        ih = min(ih, h - 100)
+        canvas[100:100 + ih, x:x + iw] = img[:ih, :iw]
+        x += iw + 10
+        if x > w - 50:
+            break
+    return canvas
+
+
+def start_daemon(tmp_path, *args, env=None):
+    cmd = [sys.executable, "-m", "pcp_osc", "run", "--quiet", *map(str, args)]
+    return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def finish(proc, timeout=60):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+@pytest.fixture
+def smiling_folder(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:02d}.jpg"), crowd(SMILING if i % 2 else SMILING[::-1]))
+    return folder
+
+
+def test_smiling_crowd_becomes_joy_cues_over_udp(tmp_path, smiling_folder, receiver):
+    port = free_udp_port()
+    before = {p for p in tmp_path.rglob("*")}
+    proc = start_daemon(tmp_path, "--source", smiling_folder, "--target", receiver.target, "--control-port", port,
+                        "--window", 2, "--seconds", 9, "--log", tmp_path / "show.db")
+    try:
+        receiver.wait_for("/pcp/cue/source", lambda m: m.args[0] == "audience", timeout_s=40)
+        cue = [c for c in receiver.cues() if c.get("source") == "audience"][0]
+        assert cue["emotion"] == "joy", cue
+        assert cue["faces"] == 3
+        assert cue["confidence"] > 0.4
+        r, g, b = cue["color"]
+        assert r > 0.3 and g > 0.2 and b < 0.1 and cue["hex"].startswith("#")  # yellow, lit by confidence
+        live = receiver.wait_for("/pcp/live/faces", lambda m: m.args[0] == 3)
+        assert receiver.values("/pcp/live/joy")[-1] > 0.3
+        # show control over UDP reaches the running daemon: override, then release
+        send_osc(port, "/pcp/override", "sadness")
+        receiver.wait_for("/pcp/cue/source", lambda m: m.args[0] == "override", timeout_s=5)
+        assert receiver.cues()[-1]["emotion"] == "sadness"
+        send_osc(port, "/pcp/marker", "Song 2")
+        send_osc(port, "/pcp/release")
+        n = len(receiver.all("/pcp/cue/source"))
+        receiver.wait_for("/pcp/cue/source", lambda m: m.args[0] == "audience", after=n - 1, timeout_s=5)
+    finally:
+        code, out, err = finish(proc)
+    assert code == 0, err[-2000:]
+    # the show log has the cues and the marker; nothing of the audience was written
+    con = sqlite3.connect(tmp_path / "show.db")
+    tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+    assert "cues" in tables
+    assert con.execute("select count(*) from cues").fetchone()[0] >= 3
+    assert con.execute("select count(*) from markers where name = 'Song 2'").fetchone()[0] == 1
+    con.close()
+    new = {p for p in tmp_path.rglob("*")} - before
+    images = [p for p in new if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp")]
+    assert images == [], f"audience images written without the operator asking: {images}"
+
+
+def test_faceless_video_sends_the_intent_and_window_changes_over_osc(tmp_path, receiver):
+    video = tmp_path / "empty-hall.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
+    for i in range(20):
+        vw.write(np.full((360, 640, 3), 10 + i, np.uint8))
+    vw.release()
+    port = free_udp_port()
+    proc = start_daemon(tmp_path, "--source", video, "--target", receiver.target, "--control-port", port,
+                        "--window", 1, "--intent", "슬픔", "--seconds", 8, "--no-log")
+    try:
+        receiver.wait_for("/pcp/cue/id", lambda m: m.args[0] >= 2, timeout_s=40)
+        cues = receiver.cues()
+        assert {c["emotion"] for c in cues} == {"sadness"} and {c["source"] for c in cues} == {"intent"}
+        send_osc(port, "/pcp/intent", "joy")
+        receiver.wait_for("/pcp/cue/emotion", lambda m: m.args[0] == "joy", timeout_s=5)
+        send_osc(port, "/pcp/window", 2.5)
+        time.sleep(0.3)
+        n = len(receiver.cues())
+        receiver.wait_for("/pcp/cue/id", after=n + 1, timeout_s=8)
+        c = receiver.cues()
+        assert 2.2 < c[n + 1]["t"] - c[n]["t"] < 2.9
+    finally:
+        code, out, err = finish(proc)
+    assert code == 0, err[-2000:]
+
+
+def test_missing_camera_keeps_cues_flowing_and_says_so(tmp_path, receiver):
+    proc = start_daemon(tmp_path, "--source", 7, "--target", receiver.target, "--control-port", free_udp_port(),
+                        "--window", 1, "--seconds", 4, "--no-log")
+    code, out, err = finish(proc)
+    assert code == 0
+    assert "camera 7 cannot be opened" in err and "cues go on from the intended emotion" in err
+    assert len(receiver.cues()) >= 3
+    assert "no-camera: camera 7" in receiver.values("/pcp/status")
+
+
+def test_corrupt_image_in_the_folder_is_skipped_and_named(tmp_path, smiling_folder, receiver):
+    (smiling_folder / "00-corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = start_daemon(tmp_path, "--source", smiling_folder, "--target", receiver.target,
+                        "--control-port", free_udp_port(), "--window", 1, "--seconds", 5, "--no-log")
+    code, out, err = finish(proc)
+    assert code == 0
+    assert "00-corrupt.jpg cannot be decoded; skipping it" in err
+    assert any(c.get("source") == "audience" for c in receiver.cues())
+
+
+def test_missing_weights_say_which_file_and_the_show_goes_on(tmp_path, receiver):
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    proc = start_daemon(tmp_path, "--source", "demo", "--target", receiver.target, "--control-port", free_udp_port(),
+                        "--window", 1, "--seconds", 3, "--no-log", env={"PCP_OSC_WEIGHTS": str(empty)})
+    code, out, err = finish(proc)
+    assert code == 0
+    assert "perception cannot start" in err and "retinaface_mnet025.onnx" in err
+    assert any(v.startswith("perception-failed") for v in receiver.values("/pcp/status"))
+    assert {c["source"] for c in receiver.cues()} == {"intent"}
+
+
+def test_bad_source_names_what_is_allowed(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--source", "nowhere.mp4x", "--seconds", "1"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2
+    assert "'nowhere.mp4x' is neither a camera index" in r.stderr and "rtsp://" in r.stderr
