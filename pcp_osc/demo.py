@@ -8,24 +8,33 @@ shifts, so the dominant emotion changes from window to window as in a real show.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 ROTATE_S = 20.0
-FACE_PX_RANGE = (48, 150)
+FACE_PX_RANGE = (110, 300)  # photo crop heights; faces are about 1/2.2 of that
 
 
-def _photos() -> list[np.ndarray]:
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def _photos() -> list[tuple[np.ndarray, float]]:
+    """(photo BGR, face height in px) for each bundled photograph (boxes in faces.json)."""
     try:
-        from .data import face_photos  # provided with the shipped test photographs
-    except ImportError:
+        boxes = json.loads((DATA_DIR / "faces.json").read_text())
+    except (OSError, ValueError):
         return []
-    try:
-        return list(face_photos())
-    except Exception:
-        return []
+    out = []
+    for name, entry in sorted(boxes.items()):
+        img = cv2.imread(str(DATA_DIR / name))
+        if img is not None:
+            x1, y1, x2, y2 = entry["box"]
+            out.append((img, float(y2 - y1)))
+    return out
 
 
 class DemoCrowd:
@@ -56,9 +65,9 @@ class DemoCrowd:
     def _face(self, photo_index: int, px: int) -> np.ndarray:
         key = (photo_index, px)
         if key not in self._cache:
-            photo = self.photos[photo_index]
+            photo, face_h = self.photos[photo_index]
             h, w = photo.shape[:2]
-            scale = px / h
+            scale = px / face_h / 2.2  # the slot's size is the whole head-and-shoulders crop
             self._cache[key] = cv2.resize(photo, (max(8, int(w * scale)), px), interpolation=cv2.INTER_AREA)
         return self._cache[key]
 
