@@ -218,6 +218,9 @@ class WebConfig:
     bind: str = opt("127.0.0.1:8080", check=_hostport_check, doc="HOST:PORT for the dashboard")
     token: str = opt("", doc="control token (empty: a random one printed at start when not on loopback)")
     blur_faces: bool = opt(True, doc="blur faces in the preview by default")
+    tls_cert: str = opt("", doc="PEM certificate: serve HTTPS (a phone's browser camera needs it off localhost)")
+    tls_key: str = opt("", doc="PEM private key for tls_cert")
+    max_frame_bytes: int = opt(8_000_000, range=(10_000, 100_000_000), doc="largest frame the camera page may post")
 
 
 @dataclass
