@@ -21,8 +21,8 @@ def assemble(cfg: Config, args: argparse.Namespace | None = None, **daemon_kwarg
     """Build a Daemon and attach every part ``cfg`` (and the run command's flags) asks for."""
     daemon = Daemon(cfg, **daemon_kwargs)
     _attach_showlog(daemon, cfg)
-    sinks = _make_sinks(daemon, cfg, args)
-    _attach_generator(daemon, cfg, sinks)
+    _attach_sinks(daemon, cfg, args)
+    _attach_generator(daemon, cfg)
     _attach_routes(daemon, cfg, args)
     _attach_web(daemon, cfg)
     return daemon
@@ -38,39 +38,27 @@ def _attach_showlog(daemon: Daemon, cfg: Config) -> None:
     daemon.showlog = showlog
 
 
-def _make_sinks(daemon: Daemon, cfg: Config, args) -> list:
+def _attach_sinks(daemon: Daemon, cfg: Config, args) -> None:
     if cfg.generator.kind == "off":
-        return []
-    try:
-        from .sinks import make_sinks, parse_sink_arg
-    except ImportError:
-        return []
-    sinks_cfg = cfg.sinks
-    for spec in getattr(args, "sink", None) or []:
-        sinks_cfg = parse_sink_arg(spec, sinks_cfg)
-    sinks = make_sinks(sinks_cfg, osc_send=daemon.osc.send, prefix=daemon.prefix, crossfade_s=cfg.generator.crossfade_s)
-    for sink in sinks:
-        daemon.add_part(sink)
-    return sinks
+        return
+    from .sinks import attach_sinks
+
+    # The sink group hears "background" events and announces /pcp/background/id
+    # once the first sink has the picture out.
+    attach_sinks(daemon, getattr(args, "sink", None) or [])
 
 
-def _attach_generator(daemon: Daemon, cfg: Config, sinks: list) -> None:
+def _attach_generator(daemon: Daemon, cfg: Config) -> None:
     if cfg.generator.kind == "off":
         return
     from .backgrounds import BackgroundWorker, make_generator
 
     generator = make_generator(cfg.generator, cfg.palette)
 
-    def on_background(bg) -> None:
-        daemon.osc.send(f"{daemon.prefix}/background/id", int(bg.id))
-        for sink in sinks:
-            sink.send(bg)
-        daemon.emit("background", bg)
-
     def on_status(text: str) -> None:
         daemon.set_status_reason("generator", None if text == "ok" else text)
 
-    worker = BackgroundWorker(generator, on_background=on_background, on_status=on_status)
+    worker = BackgroundWorker(generator, on_background=lambda bg: daemon.emit("background", bg), on_status=on_status)
     daemon.generator_worker = worker
     daemon.add_part(worker)
     if cfg.generator.every_cue:

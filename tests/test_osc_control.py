@@ -150,3 +150,32 @@ def test_heartbeat_and_status_once_a_second(show):
     d, rx = show
     rx.wait_for("/pcp/heartbeat", lambda m: m.args[0] >= 1, timeout_s=4)
     assert rx.values("/pcp/status")[0] == "no-camera: browser camera"  # nothing posted yet
+
+
+def test_every_message_the_daemon_sends_is_in_the_contract_with_its_types(tmp_path, receiver):
+    """A real show (demo crowd, procedural backgrounds, file sink) for a few seconds: every
+    address and type tag that arrives is one docs/OSC.md documents."""
+    import subprocess
+    import sys
+
+    from osc_contract import contract, typetags
+
+    out = contract()["out"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pcp_osc", "run", "--source", "demo", "--target", receiver.target,
+         "--control-port", "0", "--window", "1", "--seconds", "5", "--no-log", "--quiet",
+         "--sink", f"file:{tmp_path / 'bg'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    time.sleep(0.2)
+    seen = {}
+    for d in receiver.raw:
+        address, tags = typetags(d)
+        seen.setdefault(address, set()).add(tags)
+    undocumented = sorted(a for a in seen if a not in out)
+    assert not undocumented, f"sent but not in docs/OSC.md: {undocumented}"
+    for address, tags in seen.items():
+        assert tags == {out[address]}, (address, tags, out[address])
+    for needed in ("/pcp/cue/id", "/pcp/live/joy", "/pcp/live/valence", "/pcp/heartbeat", "/pcp/status",
+                   "/pcp/background/id", "/pcp/background/path"):
+        assert needed in seen, f"{needed} never arrived; seen {sorted(seen)}"
