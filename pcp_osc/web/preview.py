@@ -1,0 +1,77 @@
+"""The dashboard's camera preview: the latest frame, scaled down, faces blurred
+(by default) and boxed with their emotion. Encoded as JPEG in memory only: the
+preview is never written to disk."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..emotions import EMOTIONS
+from ..types import Colour, Faces
+
+PREVIEW_WIDTH_PX = 640
+JPEG_QUALITY = 75
+BLUR_BLOCK_PX = 10  # pixelation cell size on the preview: faces stay unrecognisable at any face size
+
+
+def _bgr(hex_colour: str) -> tuple[int, int, int]:
+    r, g, b = Colour.from_hex(hex_colour).rgb255
+    return (b, g, r)
+
+
+def render_preview(image_bgr: np.ndarray, faces: Faces, colours_hex: dict[str, str], blur: bool = True) -> bytes:
+    """JPEG bytes of the frame with face boxes and labels; faces pixelated when ``blur``."""
+    h, w = image_bgr.shape[:2]
+    scale = min(1.0, PREVIEW_WIDTH_PX / float(w))
+    img = cv2.resize(image_bgr, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else image_bgr.copy()
+    ih, iw = img.shape[:2]
+    boxes = (faces.boxes * scale).round().astype(int) if len(faces) else np.zeros((0, 4), int)
+    if blur:
+        for x1, y1, x2, y2 in boxes:
+            # pad a little: hair and jaw line identify people too
+            px, py = (x2 - x1) // 6, (y2 - y1) // 6
+            x1, y1, x2, y2 = max(0, x1 - px), max(0, y1 - py), min(iw, x2 + px), min(ih, y2 + py)
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            roi = img[y1:y2, x1:x2]
+            small = cv2.resize(roi, (max(1, (x2 - x1) // BLUR_BLOCK_PX), max(1, (y2 - y1) // BLUR_BLOCK_PX)), interpolation=cv2.INTER_AREA)
+            img[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+    for (x1, y1, x2, y2), row in zip(boxes, faces.scores):
+        k = int(row.argmax())
+        colour = _bgr(colours_hex.get(EMOTIONS[k], "#ffffff"))
+        cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
+        label = f"{EMOTIONS[k]} {row[k] * 100:.0f}%"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        ty = y1 - 4 if y1 - th - 6 > 0 else y2 + th + 4
+        cv2.rectangle(img, (x1, ty - th - 3), (x1 + tw + 4, ty + 3), colour, -1)
+        text_colour = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)
+        cv2.putText(img, label, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.45, text_colour, 1, cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("the preview frame could not be encoded as JPEG")
+    return bytes(buf)
+
+
+def render_background(image_rgb: np.ndarray, width_px: int = PREVIEW_WIDTH_PX) -> bytes:
+    h, w = image_rgb.shape[:2]
+    scale = min(1.0, width_px / float(w))
+    img = cv2.cvtColor(np.ascontiguousarray(image_rgb), cv2.COLOR_RGB2BGR)
+    if scale < 1:
+        img = cv2.resize(img, (int(w * scale), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise ValueError("the background could not be encoded as JPEG")
+    return bytes(buf)
+
+
+def decode_frame(data: bytes) -> np.ndarray:
+    """A posted camera frame (JPEG, or PNG) -> BGR uint8. ValueError with what was wrong."""
+    if not data:
+        raise ValueError("the posted frame is empty; the camera page posts one JPEG image per request")
+    arr = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        head = data[:4].hex()
+        raise ValueError(f"the posted frame ({len(data)} bytes, starting {head}) is not a JPEG or PNG image that can be decoded")
+    return img

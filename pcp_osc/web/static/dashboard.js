@@ -1,0 +1,192 @@
+// The operator dashboard: live state by server-sent events, controls by POST.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { colours: {}, cue: null, cues: 0, live: 0, latencies: [], status: null };
+window.pcpState = state; // read by the tests and handy in the browser console
+const PREVIEW_INTERVAL_MS = 200;
+
+function fmtUptime(s) {
+  s = Math.floor(s || 0);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" + String(sec).padStart(2, "0");
+}
+function pct(v) { return Math.round((v || 0) * 100) + "%"; }
+function clock(t) { return new Date(t * 1000).toLocaleTimeString([], { hour12: false }); }
+
+// ---- layout built once --------------------------------------------------------
+function buildBars() {
+  const bars = $("bars");
+  bars.innerHTML = "";
+  for (const e of EMOTIONS) {
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.innerHTML = `<span>${e}</span><div class="track"><div class="fill" id="bar-${e}"></div></div><span class="pct" id="pct-${e}">–</span>`;
+    bars.appendChild(row);
+  }
+}
+function buildButtons() {
+  for (const box of document.querySelectorAll(".emotions")) {
+    const action = box.dataset.action;
+    box.innerHTML = "";
+    for (const e of EMOTIONS) {
+      const b = document.createElement("button");
+      b.className = "emo";
+      b.textContent = e;
+      b.dataset.emotion = e;
+      b.id = `${action}-${e}`;
+      b.addEventListener("click", () => {
+        const args = [e];
+        const secs = parseFloat($("override-s").value);
+        if (action === "override" && secs > 0) args.push(secs);
+        control(action, args);
+      });
+      box.appendChild(b);
+    }
+  }
+}
+function paintColours(colours) {
+  state.colours = colours || {};
+  for (const e of EMOTIONS) {
+    const c = state.colours[e] || "#888";
+    const fill = $(`bar-${e}`);
+    if (fill) fill.style.background = c;
+    for (const b of document.querySelectorAll(`button.emo[data-emotion="${e}"]`)) b.style.borderBottomColor = c;
+  }
+}
+
+// ---- controls -----------------------------------------------------------------
+async function control(name, args) {
+  const out = $("control-result");
+  out.className = "result";
+  out.textContent = `${name} ${args.join(" ")}…`;
+  try {
+    const r = await fetch("/api/control", {
+      method: "POST", headers: PCP.headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ address: name, args }),
+    });
+    const body = await r.json().catch(() => ({ message: `HTTP ${r.status}` }));
+    out.className = "result " + (r.ok && body.accepted ? "ok" : "bad");
+    out.textContent = body.message || body.error || `HTTP ${r.status}`;
+  } catch (err) {
+    out.className = "result bad";
+    out.textContent = "the daemon did not answer: " + err;
+  }
+}
+$("release").addEventListener("click", () => control("release", []));
+$("generate").addEventListener("click", () => control("generate", []));
+$("marker-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const name = $("marker").value.trim();
+  if (!name) { $("control-result").className = "result bad"; $("control-result").textContent = "type a song or cue name first"; return; }
+  control("marker", [name]);
+  $("marker").value = "";
+});
+$("window-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const v = parseFloat($("window").value);
+  control("window", [isNaN(v) ? $("window").value : v]);
+});
+
+// ---- live state ---------------------------------------------------------------
+function showCue(cue) {
+  state.cue = cue;
+  state.cues += 1;
+  $("cue-id").textContent = "#" + cue.id + (cue.reason && cue.reason !== "window" ? " · " + cue.reason : "");
+  $("cue-emotion").textContent = cue.emotion;
+  $("cue-hex").textContent = cue.hex;
+  $("swatch").style.backgroundColor = cue.hex;
+  $("cue-confidence").textContent = pct(cue.confidence);
+  $("cue-source").textContent = cue.source;
+  $("cue-faces").textContent = cue.faces;
+  $("intent").textContent = cue.intent;
+  if (cue.sent_ms) {
+    // cue -> painted on the page: measured at the next animation frame after the DOM update
+    requestAnimationFrame(() => { state.latencies.push(Date.now() - cue.sent_ms); });
+  }
+}
+function showLive(live) {
+  state.live += 1;
+  for (const e of EMOTIONS) {
+    const v = live.shares[e] || 0;
+    $(`bar-${e}`).style.width = (v * 100).toFixed(1) + "%";
+    $(`pct-${e}`).textContent = pct(v);
+  }
+  $("faces-now").textContent = live.faces + (live.faces === 1 ? " face" : " faces");
+  $("valence").textContent = live.valence.toFixed(2);
+  $("arousal").textContent = live.arousal.toFixed(2);
+}
+function showStatus(st) {
+  state.status = st;
+  if (st.colours && Object.keys(state.colours).length === 0) paintColours(st.colours);
+  const pill = $("status");
+  pill.textContent = st.status;
+  pill.className = "pill " + (st.status === "ok" ? "ok" : "bad");
+  $("source").textContent = st.source || "–";
+  $("uptime").textContent = fmtUptime(st.uptime_s);
+  $("intent").textContent = st.intent || "–";
+  $("override").textContent = st.override || "none";
+  $("window-s").textContent = st.window_s;
+  $("window-left").textContent = st.window_left_s;
+  if (document.activeElement !== $("window") && !$("window").value) $("window").value = st.window_s;
+  for (const b of document.querySelectorAll("#intent-" + st.intent)) {
+    for (const o of document.querySelectorAll(".emotions[data-action=intent] button")) o.classList.toggle("current", o === b);
+  }
+  for (const o of document.querySelectorAll(".emotions[data-action=override] button")) o.classList.toggle("current", o.dataset.emotion === st.override);
+  if (st.cue && (!state.cue || st.cue.id > state.cue.id)) showCue(Object.assign({ intent: st.intent }, st.cue));
+  if (st.live) showLive(st.live);
+  const rows = Object.entries(Object.assign({}, st.counters || {}, st.web || {}))
+    .filter(([, v]) => typeof v === "number")
+    .map(([k, v]) => `<tr><td>${k.replaceAll("_", " ")}</td><td>${v}</td></tr>`);
+  $("counters").innerHTML = rows.join("");
+  if (st.web && !st.web.browser_camera) $("camera-link").title = "start pcp-osc with --source browser to use the camera page";
+}
+function showControl(ev) {
+  const li = document.createElement("li");
+  if (!ev.accepted) li.className = "refused";
+  const name = ev.address.split("/").pop();
+  li.innerHTML = `<time>${clock(ev.wall_time)}</time>`;
+  li.appendChild(document.createTextNode(`${name} ${ev.args.join(" ")} — ${ev.message} (${ev.sender})`));
+  const list = $("events");
+  list.insertBefore(li, list.firstChild);
+  while (list.children.length > 50) list.removeChild(list.lastChild);
+}
+function showBackground(bg) {
+  $("bg-info").textContent = `#${bg.id} · ${bg.generator} · ${bg.seconds} s`;
+  $("background").title = bg.prompt;
+  $("background").src = PCP.withToken("/api/background.jpg?id=" + bg.id);
+}
+$("background").addEventListener("load", () => { $("bg-empty").style.display = "none"; $("background").hidden = false; });
+
+// ---- the event stream ---------------------------------------------------------
+function connect() {
+  const es = new EventSource(PCP.withToken("/api/events"));
+  es.onopen = () => $("conn").classList.add("on");
+  es.onerror = () => $("conn").classList.remove("on"); // EventSource reconnects by itself
+  es.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
+  es.addEventListener("cue", (m) => showCue(JSON.parse(m.data)));
+  es.addEventListener("live", (m) => showLive(JSON.parse(m.data)));
+  es.addEventListener("control", (m) => showControl(JSON.parse(m.data)));
+  es.addEventListener("background", (m) => showBackground(JSON.parse(m.data)));
+  state.events = es;
+}
+
+// ---- camera preview: fetched one after another, never faster than the page shows them
+let previewN = 0;
+function nextPreview() {
+  const blur = $("blur").checked ? 1 : 0;
+  $("preview").src = PCP.withToken(`/api/preview.jpg?blur=${blur}&n=${previewN++}`);
+}
+$("preview").addEventListener("load", () => { $("preview-empty").style.display = "none"; $("preview").hidden = false; setTimeout(nextPreview, PREVIEW_INTERVAL_MS); });
+$("preview").addEventListener("error", () => { $("preview-empty").style.display = "flex"; $("preview").hidden = true; setTimeout(nextPreview, 1000); });
+$("blur").addEventListener("change", () => { $("preview").alt = $("blur").checked ? "camera preview (faces blurred)" : "camera preview"; });
+
+buildBars();
+buildButtons();
+fetch("/api/status", { headers: PCP.headers() }).then((r) => r.json()).then((st) => {
+  if (st.error) { $("status").textContent = st.error; $("status").className = "pill bad"; return; }
+  paintColours(st.colours);
+  $("blur").checked = st.web ? st.web.blur_default : true;
+  showStatus(st);
+  connect();
+  nextPreview();
+});
