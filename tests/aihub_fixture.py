@@ -94,7 +94,7 @@ def build_aihub(root: Path, persons: int = 12, photos_per_person: int = 8, seed:
             img = rng.integers(40, 200, size=(h, w, 3), dtype=np.uint8)
             img = cv2.GaussianBlur(img, (0, 0), 3)
             side = int(min(w, h) * rng.uniform(0.45, 0.7))
-            x1 = int(rng.integers(0, w - side)); y1 = int(rng.integers(0, h - side))
+            x1 = int(rng.integers(3, w - side - 3)); y1 = int(rng.integers(3, h - side - 3))  # jitter stays inside
             box = [x1, y1, x1 + side, y1 + int(side * 1.0)]
             draw_face(img, box, DRAW_AS[emotion], rng)
             name = f"{pid}_{gender}_{age}_{label}_{PLACES[j % 3]}_2020120{1 + p % 9}1{j:02d}000-001-{j + 1:03d}.jpg"

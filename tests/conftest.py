@@ -13,3 +13,5 @@ def receiver():
     r = OscReceiver()
     yield r
     r.close()
+
+from yolo_session import yolo_ws  # noqa: E402,F401  (session fixture: YOLO trained once for test_yolo/test_eval)

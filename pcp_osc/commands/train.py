@@ -261,7 +261,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-balance", action="store_true", help="no class weights / oversampling")
     p.add_argument("--cls-pw", type=float, default=0.5, metavar="P", help="detector class-weight power 0..1 (default 0.5)")
     p.add_argument("--plots", action="store_true", help="save training plots (uses a local font, never downloads one)")
+    p.add_argument("--hyp", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other ultralytics training setting, e.g. --hyp mosaic=0 --hyp lr0=0.005 (repeatable)")
     p.set_defaults(func=run)
+
+
+# settings pcp-osc owns: changing them through --hyp would break the offline or output guarantees
+_OWNED = {"data", "model", "project", "name", "exist_ok", "pretrained", "amp", "device"}
+
+
+def _parse_hyp(items: list[str]) -> dict:
+    import yaml
+
+    from ..perception.yolo_offline import ultralytics_offline
+
+    ultralytics_offline()
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TrainError(f"--hyp {item!r}: write KEY=VALUE, e.g. mosaic=0")
+        if key in _OWNED:
+            raise TrainError(f"--hyp {key}: set by pcp-osc itself; use the matching flag instead")
+        if key not in DEFAULT_CFG_DICT:
+            raise TrainError(f"--hyp {key}: not an ultralytics training setting (see `yolo cfg`)")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,10 +304,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: --cls-pw {args.cls_pw}: allowed 0..1", file=sys.stderr)
         return 2
     try:
+        extra = _parse_hyp(args.hyp)
         result = train(
             args.data, args.model, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, out=args.out,
             device=args.device, workers=args.workers, patience=args.patience, seed=args.seed, plots=args.plots,
-            balance=not args.no_balance, cls_pw=args.cls_pw,
+            balance=not args.no_balance, cls_pw=args.cls_pw, extra=extra,
         )
     except TrainError as e:
         print(f"train: {e}", file=sys.stderr)
