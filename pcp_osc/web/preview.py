@@ -12,7 +12,7 @@ from ..types import Colour, Faces
 
 PREVIEW_WIDTH_PX = 640
 JPEG_QUALITY = 75
-BLUR_BLOCK_PX = 10  # pixelation cell size on the preview: faces stay unrecognisable at any face size
+BLUR_BLOCK_PX = 10  # detail kept in a blurred face, in preview pixels: faces stay unrecognisable at any size
 
 
 def _bgr(hex_colour: str) -> tuple[int, int, int]:
@@ -36,7 +36,9 @@ def render_preview(image_bgr: np.ndarray, faces: Faces, colours_hex: dict[str, s
                 continue
             roi = img[y1:y2, x1:x2]
             small = cv2.resize(roi, (max(1, (x2 - x1) // BLUR_BLOCK_PX), max(1, (y2 - y1) // BLUR_BLOCK_PX)), interpolation=cv2.INTER_AREA)
-            img[y1:y2, x1:x2] = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+            # smooth, not blocky: hard block edges would keep a face's outline readable
+            img[y1:y2, x1:x2] = cv2.GaussianBlur(
+                cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), (0, 0), BLUR_BLOCK_PX / 2)
     for (x1, y1, x2, y2), row in zip(boxes, faces.scores):
         k = int(row.argmax())
         colour = _bgr(colours_hex.get(EMOTIONS[k], "#ffffff"))

@@ -67,6 +67,7 @@ async function control(name, args) {
     const body = await r.json().catch(() => ({ message: `HTTP ${r.status}` }));
     out.className = "result " + (r.ok && body.accepted ? "ok" : "bad");
     out.textContent = body.message || body.error || `HTTP ${r.status}`;
+    refreshStatus(); // show the new intent/override/window at once, not at the next status tick
   } catch (err) {
     out.className = "result bad";
     out.textContent = "the daemon did not answer: " + err;
@@ -99,6 +100,8 @@ function showCue(cue) {
   $("cue-source").textContent = cue.source;
   $("cue-faces").textContent = cue.faces;
   $("intent").textContent = cue.intent;
+  if (cue.source === "override") $("override").textContent = cue.emotion;
+  else if (cue.reason === "release") $("override").textContent = "none";
   if (cue.sent_ms) {
     // cue -> painted on the page: measured at the next animation frame after the DOM update
     requestAnimationFrame(() => { state.latencies.push(Date.now() - cue.sent_ms); });
@@ -156,6 +159,10 @@ function showBackground(bg) {
   $("background").src = PCP.withToken("/api/background.jpg?id=" + bg.id);
 }
 $("background").addEventListener("load", () => { $("bg-empty").style.display = "none"; $("background").hidden = false; });
+
+function refreshStatus() {
+  fetch("/api/status", { headers: PCP.headers() }).then((r) => r.json()).then((st) => { if (!st.error) showStatus(st); }).catch(() => {});
+}
 
 // ---- the event stream ---------------------------------------------------------
 function connect() {
