@@ -100,7 +100,7 @@ def default_log_path(now: float | None = None, folder: str | Path = "shows") -> 
     return Path(folder) / f"show-{stamp}.db"
 
 
-def connect(path: str | Path, *, create: bool = False, timeout_s: float = 10.0) -> sqlite3.Connection:
+def connect(path: str | Path, *, create: bool = False, timeout_s: float = 10.0, synchronous: str = "FULL") -> sqlite3.Connection:
     """Open a show log (migrating it to the current schema) and return the connection.
 
     Used by the writer and by readers (the report). A file left by a killed daemon
@@ -115,7 +115,9 @@ def connect(path: str | Path, *, create: bool = False, timeout_s: float = 10.0) 
     try:
         conn = sqlite3.connect(str(p), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous = {synchronous!r}; allowed FULL (acknowledged survives power loss) or NORMAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
         _migrate(conn, p)
     except sqlite3.DatabaseError as e:
         raise ShowLogError(f"show log {str(p)!r} cannot be opened as SQLite: {e}") from None
@@ -240,6 +242,7 @@ class ShowLog:
         frames_dir: str | Path | None = None,
         keep_hours: float = 24.0,
         queue_events: int = QUEUE_EVENTS,
+        synchronous: str = "FULL",
     ) -> None:
         self.path = Path(path) if path else default_log_path()
         if live_sample_hz < 0:
@@ -249,7 +252,7 @@ class ShowLog:
         self.frames_dir = Path(frames_dir) if frames_dir else self.path.with_name(self.path.stem + "-frames")
         self.keep_hours = float(keep_hours)
         self.stats = ShowLogStats()
-        self._conn = connect(self.path, create=True)
+        self._conn = connect(self.path, create=True, synchronous=synchronous)
         started = time.time()
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('started_wall', ?)", (repr(started),))
         self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (self.path.stem,))
