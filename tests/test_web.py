@@ -214,3 +214,34 @@ def test_the_preview_blurs_faces_unless_the_operator_turns_it_off() -> None:
     sharp = face_detail(render_preview(image, faces, colours, blur=False))
     blurred = face_detail(render_preview(image, faces, colours, blur=True))
     assert blurred < sharp / 3, (blurred, sharp)
+
+
+def test_https_with_the_configured_certificate(tmp_path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed to make a test certificate (apt-get install -y openssl)"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem"), "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    cfg = Config()
+    cfg.osc.control_port = 0
+    cfg.osc.target = "127.0.0.1:9"
+    cfg.web.bind = f"127.0.0.1:{free_port()}"
+    cfg.web.tls_cert, cfg.web.tls_key = str(tmp_path / "c.pem"), str(tmp_path / "k.pem")
+    daemon = Daemon(cfg, source="browser", perception=False)
+    dash = WebDashboard(daemon, cfg.web)
+    daemon.add_part(dash)
+    daemon.start()
+    try:
+        assert dash.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+        ctx.check_hostname = False
+        with urllib.request.urlopen(dash.url + "camera", context=ctx, timeout=10) as r:
+            assert r.status == 200 and b"audience camera" in r.read()
+    finally:
+        daemon.stop()
+    cfg.web.tls_key = str(tmp_path / "missing.pem")
+    with pytest.raises(ValueError, match="web.tls_key = .*missing.pem.* does not exist"):
+        WebDashboard(daemon, cfg.web)
