@@ -30,7 +30,7 @@ log = logging.getLogger("pcp_osc.report")
 # Plot colours per emotion. The stage colours (palette) are used for the cue strip;
 # these differ where a stage colour would vanish on paper (anxiety is white on stage).
 PLOT_COLOURS = {"joy": "#f4c20d", "anxiety": "#8fa3b8", "anger": "#f26b1d", "sadness": "#2f5bea", "neutral": "#8e44c9"}
-NO_FACES_COLOUR = "#d9d9d9"
+NO_FACES_COLOUR = "#c9ced6"
 FIG_WIDTH_IN = 13.0
 DPI = 110
 MAX_THUMBNAILS = 60
@@ -276,9 +276,9 @@ def timeline_figure(show: Show) -> str:
     if len(show.live_t):
         x = (show.live_t - t0) / 60.0
         shares = _smooth(show.live_shares, show.live_t, SMOOTH_S)
-        shares = np.where((show.live_faces > 0)[:, None], shares, np.nan)
         ax_sh.stackplot(x, shares.T, colors=[PLOT_COLOURS[e] for e in EMOTIONS], lw=0, alpha=0.95)
-        ax_sh.fill_between(x, 0, 1, where=show.live_faces <= 0, color=NO_FACES_COLOUR, lw=0, step="mid")
+        for a, b in _runs(show.live_faces <= 0):  # stretches where the camera saw nobody
+            ax_sh.axvspan(x[a], x[min(b, len(x) - 1)], color=NO_FACES_COLOUR, lw=0, zorder=3)
     elif show.cues:
         x = np.array([(c["wall_time"] - t0) / 60.0 for c in show.cues])
         shares = np.array([[c[e] for e in EMOTIONS] for c in show.cues])
@@ -336,6 +336,13 @@ def timeline_figure(show: Show) -> str:
             side.set_visible(False)
         ax.tick_params(bottom=False)
     return _png(fig)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs in a boolean array."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
 def _override_spans(show: Show) -> list[tuple[float, float, str]]:

@@ -52,7 +52,7 @@ def simulated_mood(rng: np.random.Generator, target: int, t_s: float, faces_mean
     base[(target + 1 + int(t_s // 97) % 4) % len(EMOTIONS)] += 0.08  # a second feeling drifts through each song
     dist = rng.dirichlet(base * 25.0)
     k = int(dist.argmax())
-    faces = max(0.0, rng.normal(faces_mean, 1.5))
+    faces = max(0.0, rng.normal(faces_mean, 1.5)) if faces_mean > 0 else 0.0
     return Mood(k, float(dist[k]), dist, float(round(faces)), "audience", frames=1)
 
 
