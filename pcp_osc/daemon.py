@@ -68,7 +68,8 @@ class Daemon:
         self.backend_error = ""
         self.control_server: ControlServer | None = None
         self.parts: list[Any] = []
-        self.generator_worker: Any = None  # set by the run command when a generator is on
+        self.generator_worker: Any = None  # set by show.assemble when a generator is on
+        self.showlog: Any = None  # set by show.assemble when the show log is on
         self._subs: dict[str, list[Callable]] = defaultdict(list)
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -235,13 +236,15 @@ class Daemon:
             )
             self.cue_id += 1
             self.last_cue = cue
+            # Listeners only enqueue (log, generator, routes), so telling them first costs
+            # microseconds and means a cue a receiver has seen is already queued for the log.
+            self.emit("cue", cue)
             self.osc.send_many(cue_messages(cue, self.prefix))
             self.counters["cues"] += 1
         log.info(
             "cue %d: %s %.0f%% (%s, %.1f faces) %s%s", cue.id, cue.emotion_id, cue.confidence * 100,
             cue.source, mood.faces, colour.hex, "" if reason == "window" else f" [{reason}]",
         )
-        self.emit("cue", cue)
         return cue
 
     # ------------------------------------------------------------------ status
@@ -316,7 +319,12 @@ class Daemon:
         if not event.accepted and self.control_server is not None:
             self.control_server.note_bad(sender, event.message)
         if event.accepted and address == f"{self.prefix}/ping" and self.control_server is not None:
-            self.control_server.reply(sender, f"{self.prefix}/pong")
+            server = self.control_server
+            pong = lambda: server.reply(sender, f"{self.prefix}/pong")  # noqa: E731
+            # The pong waits (on the log's thread, not here) until everything received
+            # before the ping is committed: a pong means "what you sent is recorded".
+            if self.showlog is None or not self.showlog.after_commit(pong):
+                pong()
 
     def control(self, address: str, args: list | tuple, sender: str = "local") -> ControlEvent:
         """Change the show: the one entry for OSC control and the web dashboard alike.

@@ -306,6 +306,12 @@ class ShowLog:
             self.stats.queued += 1
         return True
 
+    def after_commit(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` on the writer thread once everything queued before this call
+        is committed -- without waiting here (show control's /pcp/ping uses it, so a
+        /pcp/pong means "all you sent before is in the log")."""
+        return self._put("after", callback)
+
     def log_cue(self, cue: Any) -> bool:
         return self._put("cue", _cue_row(cue))
 
@@ -405,9 +411,19 @@ class ShowLog:
                 except queue.Empty:
                     break
             stop = any(kind == "stop" for _, kind, _ in batch)
-            events = [b for b in batch if b[1] != "stop"]
+            events = [b for b in batch if b[1] not in ("stop", "after")]
             if events:
                 self._write_batch(events)
+            afters = [b for b in batch if b[1] == "after"]
+            for _, _, callback in afters:  # everything queued before each is committed now
+                try:
+                    callback()
+                except Exception:
+                    log.exception("show log: an after-commit callback failed")
+            if afters:
+                with self._lock:
+                    self._committed_seq = max(self._committed_seq, afters[-1][0])
+                    self._done.notify_all()
             if stop:
                 return
 
