@@ -1,0 +1,49 @@
+"""`pcp-osc bench`: perception frames per second with 1, 8 and 32 faces, faces found vs
+placed, and the fer library side by side on the same frames (when available)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure perception speed and accuracy (and fer's, side by side)",
+                       description="Figures for the README, measured on this machine. Timings depend on what "
+                                   "else runs: compare ratios within one run.")
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (its [perception] section is used)")
+    p.add_argument("--seconds", type=float, default=5.0, metavar="S", help="time per case (default 5)")
+    p.add_argument("--faces", default="1,8,32", metavar="N,N,..", help="face counts (default 1,8,32)")
+    p.add_argument("--fer-python", metavar="PYTHON", help="a Python with fer installed (default: .cache/fer-venv, "
+                   "made by tools/make_fer_venv.sh, or $PCP_OSC_FER_PYTHON)")
+    p.add_argument("--no-fer", action="store_true", help="skip the fer comparison")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import format_table, run_bench
+    from ..config import ConfigError, load_config
+    from ..perception import PerceptionError
+
+    try:
+        counts = tuple(int(x) for x in args.faces.split(",") if x.strip())
+        if not counts or any(not 0 <= n <= 64 for n in counts):
+            raise ValueError
+    except ValueError:
+        print(f"pcp-osc bench: --faces {args.faces!r} must be a comma list of counts 0..64, e.g. 1,8,32", file=sys.stderr)
+        return 2
+    if not 0.5 <= args.seconds <= 600:
+        print(f"pcp-osc bench: --seconds {args.seconds} is out of range; allowed 0.5..600", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+        result = run_bench(config, seconds=args.seconds, counts=counts,
+                           fer=False if args.no_fer else args.fer_python,
+                           progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+    except (ConfigError, PerceptionError, RuntimeError) as e:
+        print(f"pcp-osc bench: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
