@@ -15,6 +15,7 @@ ultralytics; every pcp-osc module that uses ultralytics goes through it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -168,7 +169,10 @@ def configure() -> Path:
     (folder / "Ultralytics").mkdir(parents=True, exist_ok=True)  # ultralytics' own sub-folder
     _place_fonts(folder / "Ultralytics")
     try:
-        import ultralytics
+        # ultralytics binds its log handler to sys.stdout at import; bind it to stderr instead, so
+        # a command's stdout (JSON from `detect --json`, `export --json`) stays clean
+        with contextlib.redirect_stdout(sys.stderr):
+            import ultralytics
     except ImportError as e:
         raise ImportError(
             "the YOLO backend needs ultralytics: install the extra with `pip install 'pcp-osc[yolo]'` "
