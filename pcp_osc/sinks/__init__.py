@@ -1,0 +1,206 @@
+"""Texture sinks: where generated backgrounds leave the daemon.
+
+    sinks = make_sinks(cfg.sinks, osc_send=daemon.osc.send, crossfade_s=cfg.generator.crossfade_s)
+    group = SinkGroup(sinks, osc_send=daemon.osc.send)
+    daemon.add_part(group)                      # start()/stop() with the daemon
+    daemon.subscribe("background", group.send)  # never blocks the caller
+
+or simply ``attach_sinks(daemon)``. Kinds: ``ndi`` (everywhere, cyndilib),
+``syphon`` (macOS), ``spout`` (Windows), ``file`` (everywhere). With no kinds
+configured, the platform default: macOS syphon+file, Windows spout+file, Linux
+ndi (when cyndilib imports) else file. A sink this machine cannot run is skipped
+with one clear log line at start-up; the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Any, Iterable
+
+from ..config import ConfigError, SinksConfig
+from ..types import Background
+from .base import OscSend, Sink, SinkUnavailable, StreamingSink
+from .file import FileSink
+from .ndi import NdiSink
+from .spout import SpoutSink
+from .syphon import SyphonSink, platform_word
+
+log = logging.getLogger("pcp_osc.sinks")
+
+SINK_CLASSES: dict[str, type[Sink]] = {"ndi": NdiSink, "syphon": SyphonSink, "spout": SpoutSink, "file": FileSink}
+SINK_KINDS = tuple(SINK_CLASSES)
+LIBRARIES = {"ndi": "cyndilib", "syphon": "syphon-python (macOS)", "spout": "SpoutGL (Windows)", "file": "opencv (built in)"}
+
+__all__ = [
+    "Sink", "StreamingSink", "SinkUnavailable", "FileSink", "NdiSink", "SyphonSink", "SpoutSink", "SinkGroup",
+    "make_sinks", "default_kinds", "sinks_available", "parse_sink_arg", "apply_sink_args", "attach_sinks",
+    "SINK_KINDS",
+]
+
+
+def unavailable_reason(kind: str) -> str | None:
+    """None when this machine can run the sink, else the sentence that says why not."""
+    try:
+        SINK_CLASSES[kind].check()
+    except SinkUnavailable as e:
+        return str(e)
+    return None
+
+
+def default_kinds(platform: str | None = None) -> list[str]:
+    """The platform's sinks when the config names none."""
+    platform = platform or sys.platform
+    if platform == "darwin":
+        return ["syphon", "file"]
+    if platform == "win32":
+        return ["spout", "file"]
+    return ["ndi"] if unavailable_reason("ndi") is None else ["file"]
+
+
+def check_kinds(kinds: Iterable[str], where: str = "sinks.kinds") -> list[str]:
+    out = []
+    for k in kinds:
+        kind = str(k).strip().lower()
+        if kind not in SINK_CLASSES:
+            raise ConfigError(f"{where}: unknown sink {k!r}; choose from: {', '.join(SINK_KINDS)}")
+        if kind not in out:
+            out.append(kind)
+    return out
+
+
+def make_sinks(
+    sinks_cfg: SinksConfig,
+    *,
+    osc_send: OscSend | None = None,
+    prefix: str = "/pcp",
+    crossfade_s: float = 2.0,
+) -> list[Sink]:
+    """Build the configured sinks (not started). Sinks this machine cannot run are left
+    out with a log line naming the kind, the reason and the platform."""
+    kinds = check_kinds(sinks_cfg.kinds) if sinks_cfg.kinds else default_kinds()
+    if not sinks_cfg.kinds:
+        log.info("no sinks configured: using this platform's default (%s)", ", ".join(kinds))
+    sinks: list[Sink] = []
+    for kind in kinds:
+        reason = unavailable_reason(kind)
+        if reason:
+            log.warning("%s sink: %s", kind, reason)
+            continue
+        name = sinks_cfg.names.get(kind) or sinks_cfg.name
+        common: dict[str, Any] = {"osc_send": osc_send, "prefix": prefix}
+        if kind == "file":
+            sinks.append(
+                FileSink(name, folder=sinks_cfg.file_dir or None, image_format=sinks_cfg.file_format, keep=sinks_cfg.file_keep, **common)
+            )
+            continue
+        stream = dict(common, fps=sinks_cfg.stream_fps, crossfade_s=crossfade_s)
+        if kind == "ndi":
+            sinks.append(NdiSink(name, extra_ips=sinks_cfg.ndi_extra_ips, **stream))
+        else:
+            sinks.append(SINK_CLASSES[kind](name, **stream))
+    if not sinks:
+        log.warning("no texture sink can run on this machine (%s): backgrounds stay inside the daemon", platform_word())
+    return sinks
+
+
+def sinks_available() -> list[dict[str, Any]]:
+    """One row per sink kind for `pcp-osc doctor`: can this machine run it, and if not, why."""
+    rows = []
+    defaults = default_kinds()
+    for kind in SINK_KINDS:
+        reason = unavailable_reason(kind)
+        rows.append(
+            {
+                "kind": kind,
+                "available": reason is None,
+                "reason": reason or "ready",
+                "library": LIBRARIES[kind],
+                "default": kind in defaults,
+            }
+        )
+    return rows
+
+
+def parse_sink_arg(text: str) -> tuple[str, str | None]:
+    """``--sink KIND[:NAME]`` -> (kind, name or None). For ``file`` the NAME is the folder."""
+    kind, sep, name = str(text).strip().partition(":")
+    kind = kind.strip().lower()
+    if kind not in SINK_CLASSES:
+        raise ConfigError(f"--sink {text!r}: unknown sink {kind!r}; choose from: {', '.join(SINK_KINDS)} (e.g. ndi:StageBG)")
+    name = name.strip() if sep else ""
+    if sep and not name:
+        raise ConfigError(f"--sink {text!r}: the name after ':' is empty; write KIND or KIND:NAME")
+    return kind, name or None
+
+
+def apply_sink_args(sinks_cfg: SinksConfig, args: Iterable[str]) -> SinksConfig:
+    """The config with ``--sink`` arguments applied: they replace ``kinds``; a NAME sets
+    that kind's sender name (the folder, for ``file``)."""
+    parsed = [parse_sink_arg(a) for a in args]
+    if not parsed:
+        return sinks_cfg
+    names = dict(sinks_cfg.names)
+    file_dir = sinks_cfg.file_dir
+    for kind, name in parsed:
+        if name and kind == "file":
+            file_dir = name
+        elif name:
+            names[kind] = name
+    return dataclasses.replace(sinks_cfg, kinds=check_kinds(k for k, _ in parsed), names=names, file_dir=file_dir)
+
+
+class SinkGroup:
+    """The daemon's one part for all sinks: starts and stops them, fans each background
+    out (never blocking), and sends ``/pcp/background/id`` once per background, when
+    the first sink has it out."""
+
+    def __init__(self, sinks: list[Sink], *, osc_send: OscSend | None = None, prefix: str = "/pcp") -> None:
+        self.sinks = list(sinks)
+        self.osc_send = osc_send
+        self.prefix = prefix
+        self._announced: int | None = None
+        for s in self.sinks:
+            s.on_published = self._on_published
+
+    def start(self) -> None:
+        for s in self.sinks:
+            s.start()
+            if s.failed:
+                log.warning("%s", s.describe())
+            else:
+                log.info("%s", s.describe())
+
+    def send(self, background: Background) -> None:
+        for s in self.sinks:
+            if not s.failed:
+                s.send(background)
+
+    def stop(self) -> None:
+        for s in self.sinks:
+            s.stop()
+
+    def describe(self) -> list[str]:
+        return [s.describe() for s in self.sinks]
+
+    def _on_published(self, sink: Sink, bg: Background) -> None:
+        if self.osc_send is None or self._announced == bg.id:
+            return
+        self._announced = bg.id  # races between sink threads at worst send the id twice
+        try:
+            self.osc_send(self.prefix + "/background/id", int(bg.id))
+        except Exception as e:
+            log.warning("could not send /background/id: %s", e)
+
+
+def attach_sinks(daemon: Any, sink_args: Iterable[str] = ()) -> SinkGroup:
+    """Wire the configured sinks (plus ``--sink`` arguments) into a daemon: the lead's hook."""
+    cfg = daemon.config
+    sinks_cfg = apply_sink_args(cfg.sinks, sink_args)
+    prefix = cfg.osc.prefix
+    sinks = make_sinks(sinks_cfg, osc_send=daemon.osc.send, prefix=prefix, crossfade_s=cfg.generator.crossfade_s)
+    group = SinkGroup(sinks, osc_send=daemon.osc.send, prefix=prefix)
+    daemon.add_part(group)
+    daemon.subscribe("background", group.send)
+    return group
