@@ -274,12 +274,28 @@ def build_torch_from_keras_h5(h5_path: Path):
     f.close()
 
     def conv(x, weight, bias, k, s, padding, groups=1):
+        pad = (0, 0)
         if padding == "same":
             # int(): the input is a fixed 64x64, so the pads are constants in the graph
             ph, pw = _same_pads(int(x.shape[2]), k[0], s[0]), _same_pads(int(x.shape[3]), k[1], s[1])
-            if any(ph + pw):
+            if ph[0] == ph[1] and pw[0] == pw[1]:
+                pad = (ph[0], pw[0])  # symmetric: the Conv pads itself (no Pad node, no layout round trip)
+            elif any(ph + pw):
                 x = F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
-        return F.conv2d(x, weight, bias, stride=tuple(s), groups=groups)
+        return F.conv2d(x, weight, bias, stride=tuple(s), padding=pad, groups=groups)
+
+    def max_pool_same(a, k, s):
+        ph, pw = _same_pads(int(a.shape[2]), k[0], s[0]), _same_pads(int(a.shape[3]), k[1], s[1])
+        if ph[0] == ph[1] and pw[0] == pw[1] and ph[0] <= k[0] // 2 and pw[0] <= k[1] // 2:
+            return F.max_pool2d(a, tuple(k), tuple(s), padding=(ph[0], pw[0]))  # torch pads max-pool with -inf
+        out = (-(-int(a.shape[2]) // s[0]), -(-int(a.shape[3]) // s[1]))
+        if ph[0] == 0 and pw[0] == 0:
+            # TF's extra row/column at the end == ceil_mode's partial last window.
+            y = F.max_pool2d(a, tuple(k), tuple(s), ceil_mode=True)
+            if tuple(y.shape[2:]) == out:
+                return y
+        a = F.pad(a, (pw[0], pw[1], ph[0], ph[1]), value=float("-inf"))
+        return F.max_pool2d(a, tuple(k), tuple(s))
 
     class KerasNet(torch.nn.Module):
         def __init__(self):
@@ -309,10 +325,7 @@ def build_torch_from_keras_h5(h5_path: Path):
                         raise SystemExit(f"activation {act} not handled")
                 elif kind == "MaxPooling2D":
                     k, s = cfg["pool_size"], cfg["strides"]
-                    if cfg["padding"] == "same":
-                        ph, pw = _same_pads(int(a.shape[2]), k[0], s[0]), _same_pads(int(a.shape[3]), k[1], s[1])
-                        a = F.pad(a, (pw[0], pw[1], ph[0], ph[1]), value=float("-inf"))
-                    y = F.max_pool2d(a, tuple(k), tuple(s))
+                    y = max_pool_same(a, k, s) if cfg["padding"] == "same" else F.max_pool2d(a, tuple(k), tuple(s))
                 elif kind == "Add":
                     y = t[inputs[0]]
                     for other in inputs[1:]:

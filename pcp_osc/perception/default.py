@@ -51,6 +51,9 @@ SWEEP_OVERLAP_PX = 64
 RECHECK_PER_FACE = 3.0
 RECHECK_PX = 96
 MAX_TRACKS = 64
+# Sweep mode: the whole frame at detect_scale every this many frames (new faces that
+# are not small are found within BASE_EVERY frames; known faces are re-checked every frame).
+BASE_EVERY = 3
 
 # fer's own crop (fer.FER.detect_emotions): the Haar box made square, 10 px added on
 # each side, resized to 64x64 gray. Haar boxes measured on the shipped photographs are
@@ -123,22 +126,29 @@ class DefaultBackend:
     # ------------------------------------------------------------------ detection
 
     def _find_faces(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (frame px) and confidences. Every call searches the whole frame at
-        detect_scale; small faces are searched at small_face_scale: all of the frame
-        (``full``, and the first frame of a new size in ``sweep``), or one tile per call
-        plus a re-check of the small faces already found (``sweep``)."""
+        """Boxes (frame px) and confidences.
+
+        ``off``: the whole frame at detect_scale. ``full``: that, and the whole frame again
+        at small_face_scale (photographs). ``sweep`` (live video): the first frame of a
+        new size is searched as in ``full``; after that, each frame re-checks every face
+        of the previous frame in a window around it (one small batch), searches one tile
+        at small_face_scale for new small faces, and every BASE_EVERY-th frame the whole
+        frame at detect_scale for new larger ones. An audience mostly stays put, so this
+        finds the same faces for a fraction of the work."""
         h, w = image.shape[:2]
-        parts = [self._search(image, float(self.cfg.detect_scale))]
         small = float(self.cfg.small_face_scale)
-        if mode != "off" and small > self.cfg.detect_scale:
-            sweep = self._sweep
-            if mode == "full" or sweep is None or sweep.size != (w, h):
-                parts.append(self._search(image, small))
-                if mode == "sweep":
-                    self._sweep = sweep = _Sweep((w, h), _sweep_tiles(w, h, small))
-            else:
-                parts.append(self._search_region(image, sweep.next_tile(), small))
-                parts.append(self._recheck(image, sweep.tracks, small))
+        sweep = self._sweep
+        if mode == "off" or small <= self.cfg.detect_scale:
+            parts = [self._search(image, float(self.cfg.detect_scale))]
+        elif mode == "full" or sweep is None or sweep.size != (w, h):
+            parts = [self._search(image, float(self.cfg.detect_scale)), self._search(image, small)]
+            if mode == "sweep":
+                self._sweep = sweep = _Sweep((w, h), _sweep_tiles(w, h, small))
+        else:
+            sweep.frame += 1
+            parts = [self._search_region(image, sweep.next_tile(), small), self._recheck(image, sweep.tracks, small)]
+            if sweep.frame % BASE_EVERY == 0 or not len(sweep.tracks):
+                parts.append(self._search(image, float(self.cfg.detect_scale)))
         boxes = np.concatenate([b for b, _ in parts])
         conf = np.concatenate([c for _, c in parts])
         if len(parts) > 1 and len(boxes):
@@ -148,10 +158,8 @@ class DefaultBackend:
             np.clip(boxes, 0, [w, h, w, h], out=boxes)
             keep = (boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_face_px
             boxes, conf = boxes[keep], conf[keep]
-        if mode == "sweep" and self._sweep is not None:
-            # Faces the whole-frame search may miss are re-checked on the next frames.
-            small_ones = (boxes[:, 3] - boxes[:, 1]) * self.cfg.detect_scale < RELIABLE_FACE_PX
-            self._sweep.tracks = boxes[small_ones][:MAX_TRACKS].copy()
+        if mode == "sweep" and sweep is not None:
+            sweep.tracks = boxes[:MAX_TRACKS].copy()
         return boxes, conf
 
     def _search(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -350,13 +358,14 @@ def _check_image(image: object, what: str = "image") -> np.ndarray:
 
 
 class _Sweep:
-    """Where the small-face search is, for one frame size: the tiles (frame px) it visits
-    in turn, and the small faces found so far (re-checked every frame)."""
+    """The sweep's state for one frame size: the tiles (frame px) it visits in turn, the
+    frame count, and the faces of the last frame (re-checked on the next)."""
 
     def __init__(self, size: tuple[int, int], tiles: list[tuple[int, int, int, int]]) -> None:
         self.size = size
         self.tiles = tiles
         self.cursor = 0
+        self.frame = 0
         self.tracks = np.zeros((0, 4), np.float32)
 
     def next_tile(self) -> tuple[int, int, int, int]:
