@@ -216,3 +216,17 @@ def test_weights_report_for_doctor(tmp_path):
     rows = {r["file"].split("/")[-1]: r for r in weights_report(tmp_path)}
     assert rows[CLASSIFIER_FILE]["sha256_ok"] is False and "convert_weights" in rows[CLASSIFIER_FILE]["note"]
     assert rows[DETECTOR_FILE]["present"] is False and "missing" in rows[DETECTOR_FILE]["note"]
+
+
+def test_a_small_face_hidden_for_two_frames_is_found_again_at_once():
+    # Someone raises a hand in front of a far-away face: it is gone for two frames, and
+    # must come back the frame it is visible again (not a full sweep later).
+    b = DefaultBackend(PerceptionConfig(threads=1, small_faces="sweep"))
+    image, boxes = crowd_frame(4, face_px_range=(20, 22), seed=9)
+    hidden = image.copy()
+    x1, y1, x2, y2 = boxes[0].astype(int)
+    hidden[y1 - 5:y2 + 5, x1 - 5:x2 + 5] = 20
+    counts = [match_counts(boxes, b.detect(f).boxes)[0] for f in [image] * 5 + [hidden] * 2 + [image]]
+    assert counts[:5] == [4] * 5
+    assert counts[5:7] == [3, 3]
+    assert counts[7] == 4

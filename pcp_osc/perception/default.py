@@ -54,6 +54,8 @@ MAX_TRACKS = 64
 # Sweep mode: the whole frame at detect_scale every this many frames (new faces that
 # are not small are found within BASE_EVERY frames; known faces are re-checked every frame).
 BASE_EVERY = 3
+# A face not found again is still looked for this many frames (not reported meanwhile).
+MAX_MISSES = 3
 
 # fer's own crop (fer.FER.detect_emotions): the Haar box made square, 10 px added on
 # each side, resized to 64x64 gray. Haar boxes measured on the shipped photographs are
@@ -159,7 +161,7 @@ class DefaultBackend:
             keep = (boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_face_px
             boxes, conf = boxes[keep], conf[keep]
         if mode == "sweep" and sweep is not None:
-            sweep.tracks = boxes[:MAX_TRACKS].copy()
+            sweep.follow(boxes)
         return boxes, conf
 
     def _search(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -367,6 +369,19 @@ class _Sweep:
         self.cursor = 0
         self.frame = 0
         self.tracks = np.zeros((0, 4), np.float32)
+        self.misses = np.zeros((0,), np.int32)
+
+    def follow(self, found: np.ndarray) -> None:
+        """The faces to re-check next frame: those found now, and for a few frames those
+        that were not (a blink, a turned head, motion blur) so they are not lost until
+        the sweep comes round again."""
+        old, misses = self.tracks, self.misses + 1
+        if len(old) and len(found):
+            seen = _iou(old, found).max(axis=1) > TILE_MERGE_IOU
+            old, misses = old[~seen], misses[~seen]
+        keep = misses <= MAX_MISSES
+        self.tracks = np.concatenate([found, old[keep]])[:MAX_TRACKS].astype(np.float32)
+        self.misses = np.concatenate([np.zeros(len(found), np.int32), misses[keep]])[:MAX_TRACKS]
 
     def next_tile(self) -> tuple[int, int, int, int]:
         tile = self.tiles[self.cursor % len(self.tiles)]
@@ -388,6 +403,14 @@ def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     n = math.ceil((length - overlap) / (tile - overlap))
     step = (length - tile) / (n - 1)
     return [int(round(i * step)) for i in range(n)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-6)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: bool = False) -> np.ndarray:
