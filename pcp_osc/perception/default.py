@@ -9,9 +9,15 @@ What a caller may rely on:
 - boxes are xyxy in pixels of the image given, clipped to it;
 - every face of a frame is classified in one batch; ``scores`` rows sum to 1 over the
   five emotions (FER2013's seven classes summed by :func:`pcp_osc.emotions.merge_matrix`);
-- a frame is seen by the detector at ``cfg.detect_scale`` of its size; when that is
-  larger than ``cfg.detect_side`` (4K cameras) and ``cfg.tile`` is on, it is cut into
-  overlapping tiles whose faces are merged, so small faces in big frames are kept.
+- the detector needs faces of ~32 px, so the whole frame is searched at
+  ``cfg.detect_scale`` (0.5: faces from ~64 px) and small faces at
+  ``cfg.small_face_scale`` (1.6: faces from 20 px). ``detect`` treats consecutive calls
+  as live video (``small_faces = "sweep"``): the first frame of a size is searched fully,
+  later ones re-check the faces already found, sweep one small-face tile per frame and
+  search the whole frame every third frame. ``detect_still`` / ``detect_many`` search
+  everything now (photographs). One backend per video stream: it keeps that state;
+- a searched image larger than ``cfg.detect_side`` (4K cameras) is cut into
+  overlapping tiles whose faces are merged (``cfg.tile``), or shrunk to it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from itertools import product
 from pathlib import Path
 from typing import Sequence
 
