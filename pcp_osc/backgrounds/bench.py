@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         best = min(s for _, _, s in e2e) if e2e else None
         if best:
             _say(f"images per second (1-step turbo, TAESD, end to end incl. 1080p upscale): {1 / best:.1f}")
-    fits = [r for r in rows if r[4] <= window_s and r[1].startswith("turbo 1 step img2img")]
+    # Measured end-to-end runs count first: composed figures add up separately timed parts.
+    fits = [(a, "turbo 1 step img2img (e2e)", size, "TAESD", s, "measured") for a, size, s in e2e if s <= window_s]
+    fits += [r for r in rows if r[4] <= window_s and r[1].startswith("turbo 1 step img2img")]
     if fits:
         biggest = max(fits, key=lambda r: (r[2], r[3] == "full VAE"))
         _say(f"largest size that makes one background per {window_s:.0f} s window here: {biggest[2]}px, {biggest[0]}, {biggest[3]} ({biggest[4]:.1f} s)")

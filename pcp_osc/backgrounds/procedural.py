@@ -35,7 +35,7 @@ MAX_HEIGHT_PX = 2160
 MIN_SIDE_PX = 8
 
 # Sketch width per emotion: smooth styles need few pixels, grain and hard edges more.
-SKETCH_WIDTH_PX = {"joy": 320, "anxiety": 960, "anger": 640, "sadness": 256, "neutral": 192}
+SKETCH_WIDTH_PX = {"joy": 320, "anxiety": 720, "anger": 512, "sadness": 256, "neutral": 192}
 
 
 def check_size(width_px: int, height_px: int) -> None:
