@@ -622,8 +622,9 @@ class RouteSender:
     A daemon part: ``start()`` / ``stop()``. ``on_sent(route, cue)`` is called on the
     route's thread after its packets left (for counters and benchmarks)."""
 
-    def __init__(self, routes: list[Route], on_sent: Callable[[Route, Cue], None] | None = None) -> None:
-        self.routes = list(routes)
+    def __init__(self, routes: Iterable[Route | RouteConfig], on_sent: Callable[[Route, Cue], None] | None = None) -> None:
+        # Route configs are checked here, so a bad one stops start-up with its message.
+        self.routes = [r if isinstance(r, Route) else compile_route(r, f"routes[{i}]") for i, r in enumerate(routes)]
         self._workers = [_RouteWorker(r, on_sent) for r in self.routes]
         self._started = False
 
@@ -642,6 +643,8 @@ class RouteSender:
     def send(self, cue: Cue) -> None:
         for w in self._workers:
             w.put(cue)
+
+    send_cue = send  # the name the daemon's assembly (pcp_osc/show.py) subscribes
 
     def stop(self) -> None:
         if self._started:
