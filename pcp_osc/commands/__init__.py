@@ -9,6 +9,7 @@ COMMAND_MODULES = [
     "doctor",
     "bench",
     "report",
+    "routes",
     "dataset",
     "train",
     "eval",
