@@ -13,8 +13,8 @@ What a caller may rely on:
   ``cfg.detect_scale`` (0.5: faces from ~64 px) and small faces at
   ``cfg.small_face_scale`` (1.6: faces from 20 px). ``detect`` treats consecutive calls
   as live video (``small_faces = "sweep"``): the first frame of a size is searched fully,
-  later ones re-check the faces already found, sweep one small-face tile per frame and
-  search the whole frame every third frame. ``detect_still`` / ``detect_many`` search
+  later ones re-check the faces already found, sweep one small-face tile every second
+  frame and search the whole frame every third frame. ``detect_still`` / ``detect_many`` search
   everything now (photographs). One backend per video stream: it keeps that state;
 - a searched image larger than ``cfg.detect_side`` (4K cameras) is cut into
   overlapping tiles whose faces are merged (``cfg.tile``), or shrunk to it.
@@ -49,12 +49,14 @@ TILE_OVERLAP_PX = 96  # at detector scale: a bit more than the largest face a ti
 # RetinaFace MobileNet-0.25 finds faces from about this height (its input px) reliably;
 # measured on the shipped photos: 32 px 98% at threshold 0.5, 24 px 27%, 20 px 2%.
 RELIABLE_FACE_PX = 32
-# Small-face sweep: tiles of this size (detector px) at small_face_scale, one per frame.
+# Small-face sweep: tiles of this size (detector px) at small_face_scale, one every
+# SWEEP_EVERY frames (1280x720 at 1.6: 40 tiles, the whole frame in ~2.7 s at 30 fps).
+SWEEP_EVERY = 2
 SWEEP_TILE_PX = 320
 SWEEP_OVERLAP_PX = 64
 # Re-check of a known small face: a window this many face sizes wide, seen at this size.
-RECHECK_PER_FACE = 3.0
-RECHECK_PX = 96
+RECHECK_PER_FACE = 2.0
+RECHECK_PX = 64
 MAX_TRACKS = 64
 # Sweep mode: the whole frame at detect_scale every this many frames (new faces that
 # are not small are found within BASE_EVERY frames; known faces are re-checked every frame).
@@ -153,7 +155,9 @@ class DefaultBackend:
                 self._sweep = sweep = _Sweep((w, h), _sweep_tiles(w, h, small))
         else:
             sweep.frame += 1
-            parts = [self._search_region(image, sweep.next_tile(), small), self._recheck(image, sweep.tracks, small)]
+            parts = [self._recheck(image, sweep.tracks, small)]
+            if sweep.frame % SWEEP_EVERY == 0:
+                parts.append(self._search_region(image, sweep.next_tile(), small))
             if sweep.frame % BASE_EVERY == 0 or not len(sweep.tracks):
                 parts.append(self._search(image, float(self.cfg.detect_scale)))
         boxes = np.concatenate([b for b, _ in parts])
