@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import logging.handlers
+import queue
 import sys
 
 from . import __version__
@@ -33,11 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    listener = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -45,6 +43,35 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    finally:
+        listener.stop()
+
+
+LOG_QUEUE_RECORDS = 10000
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Never waits: a full queue (a stuck terminal or log pipe) drops the record."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            pass
+
+
+def setup_logging(level: int) -> logging.handlers.QueueListener:
+    """Log lines are written by a listener thread: a thread on the cue path only enqueues,
+    so a slow or blocked stderr (a full pipe under a supervisor) can never delay a cue."""
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    q: queue.Queue = queue.Queue(maxsize=LOG_QUEUE_RECORDS)
+    root = logging.getLogger()
+    root.handlers[:] = [_DroppingQueueHandler(q)]
+    root.setLevel(level)
+    listener = logging.handlers.QueueListener(q, stream, respect_handler_level=False)
+    listener.start()
+    return listener
 
 
 if __name__ == "__main__":

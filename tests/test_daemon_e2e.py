@@ -171,3 +171,28 @@ def test_bad_source_names_what_is_allowed(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 2
     assert "'nowhere.mp4x' is neither a camera index" in r.stderr and "rtsp://" in r.stderr
+
+
+def test_a_blocked_log_pipe_and_a_control_flood_never_delay_cues(tmp_path, receiver):
+    """Under a supervisor whose log pipe nobody reads, with show control flooding in,
+    the window cues still leave on time (log lines are written off the cue path)."""
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pcp_osc", "run", "--source", "demo", "--target", receiver.target,
+                             "--control-port", str(port), "--window", "1", "--seconds", "9", "--no-log",
+                             "--generator", "off", "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # never read until the end
+    try:
+        receiver.wait_for("/pcp/cue/id", lambda m: m.args[0] >= 1, timeout_s=60)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        end = time.monotonic() + 5
+        i = 0
+        while time.monotonic() < end:  # ~ a thousand log lines a second: fills a 64 KiB pipe at once
+            send_osc(port, "/pcp/marker", f"flood {i} " + "x" * 100, sock=s)
+            i += 1
+            time.sleep(0.001)
+        s.close()
+        cues = [c for c in receiver.cues() if c["id"] >= 1]
+    finally:
+        proc.communicate(timeout=60)
+    gaps = np.diff([c["t"] for c in cues])
+    assert len(cues) >= 5 and gaps.max() < 1.4, f"cue gaps under a control flood: {np.round(gaps, 2)}"

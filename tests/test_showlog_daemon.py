@@ -20,7 +20,7 @@ def test_sigkill_mid_show_loses_nothing_acknowledged(tmp_path, receiver):
     proc = subprocess.Popen(
         [sys.executable, "-m", "pcp_osc", "run", "--source", "demo", "--target", receiver.target,
          "--control-port", str(port), "--window", "1", "--log", str(db), "--quiet", "--generator", "off"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"), text=True)
     ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     ctl.bind(("127.0.0.1", 0))
     ctl.settimeout(0.5)
