@@ -135,6 +135,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"show log {str(path)!r} has schema v{version}, written by a newer pcp-osc; "
             f"this one reads up to v{SCHEMA_VERSION}"
         )
+    created = version == 0  # a new file: its steps up to now are creation, not migration
     while version < SCHEMA_VERSION:
         # One transaction per step: a crash mid-migration leaves the previous version intact.
         conn.execute("BEGIN IMMEDIATE")
@@ -151,7 +152,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        if version > 0:
+        if not created:
             log.info("show log %s migrated from schema v%d to v%d", path, version, version + 1)
         version += 1
 
