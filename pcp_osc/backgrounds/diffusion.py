@@ -299,6 +299,7 @@ class DiffusionGenerator:
             if self._load_error:
                 raise GeneratorError(self._load_error)
             try:
+                _hub_offline(not self.cfg.allow_download)
                 self._load()
             except GeneratorError as e:
                 self._load_error = str(e)
@@ -516,3 +517,19 @@ def fidelity_over(generator, cues: list[Cue], seed: int = 0) -> dict:
         "max_hue_error_deg": round(float(np.max(errors)), 1) if errors else None,
         "brightness_r": round(r_b, 3),
     }
+
+
+def _hub_offline(offline: bool) -> None:
+    """Keep huggingface_hub off the network unless the operator allowed downloads: even
+    with ``local_files_only`` it fetches an "agent harnesses" registry from the Hub while
+    building request headers. Its switch is read at import, so set it both ways."""
+    if not offline:
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return
+    constants.HF_HUB_OFFLINE = True
+    constants.HF_HUB_DISABLE_TELEMETRY = True
