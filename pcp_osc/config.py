@@ -98,6 +98,8 @@ class PerceptionConfig:
     detect_scale: float = opt(0.5, range=(0.1, 2.0), doc="the whole frame is searched at this scale every frame (0.5: faces from ~64 px are found at once; the detector needs ~30 px)")
     small_faces: str = opt("sweep", choices=("sweep", "full", "off"), doc="faces too small for detect_scale: sweep = search one tile per frame at small_face_scale and follow what is found (live video); full = search the whole frame at small_face_scale every call (stills; slow); off")
     small_face_scale: float = opt(1.6, range=(0.5, 4.0), doc="scale of the small-face search: 1.6 makes a 20 px face 32 px, which the detector finds")
+    sweep_every: int = opt(4, range=(1, 60), doc="live video: search one small-face tile every this many frames (1280x720: the whole frame in 40 tiles, 5.3 s at 30 fps)")
+    full_search_every: int = opt(6, range=(1, 60), doc="live video: search the whole frame for new faces (not small ones) every this many frames")
     detect_side: int = opt(1280, range=(160, 4096), doc="longest side the detector sees at once; a larger (scaled) frame is tiled, or shrunk to it when tile = false")
     tile: bool = opt(True, doc="tile frames larger than detect_side instead of shrinking them (keeps small faces in 4K)")
     threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: all cores)")

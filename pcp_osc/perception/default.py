@@ -50,8 +50,10 @@ TILE_OVERLAP_PX = 96  # at detector scale: a bit more than the largest face a ti
 # measured on the shipped photos: 32 px 98% at threshold 0.5, 24 px 27%, 20 px 2%.
 RELIABLE_FACE_PX = 32
 # Small-face sweep: tiles of this size (detector px) at small_face_scale, one every
-# SWEEP_EVERY frames (1280x720 at 1.6: 40 tiles, the whole frame in ~2.7 s at 30 fps).
-SWEEP_EVERY = 2
+# cfg.sweep_every frames (default 4; 1280x720 at 1.6: 40 tiles, the whole frame in
+# ~5.3 s at 30 fps -- a third of a cue window). Measured at 8 faces: every 2nd frame
+# and a full search every 3rd cost 21 ms/frame; every 4th and 6th, 16 ms.
+SWEEP_EVERY = 4
 SWEEP_TILE_PX = 320
 SWEEP_OVERLAP_PX = 64
 # Re-check of a known small face: a window this many face sizes wide, seen at this size.
@@ -59,8 +61,8 @@ RECHECK_PER_FACE = 2.0
 RECHECK_PX = 64
 MAX_TRACKS = 64
 # Sweep mode: the whole frame at detect_scale every this many frames (new faces that
-# are not small are found within BASE_EVERY frames; known faces are re-checked every frame).
-BASE_EVERY = 3
+# are not small are found within full_search_every frames; known faces are re-checked every frame).
+BASE_EVERY = 6  # the default of cfg.full_search_every
 # A face not found again is still looked for this many frames (not reported meanwhile).
 MAX_MISSES = 3
 
@@ -141,7 +143,7 @@ class DefaultBackend:
         at small_face_scale (photographs). ``sweep`` (live video): the first frame of a
         new size is searched as in ``full``; after that, each frame re-checks every face
         of the previous frame in a window around it (one small batch), searches one tile
-        at small_face_scale for new small faces, and every BASE_EVERY-th frame the whole
+        at small_face_scale for new small faces, and every cfg.full_search_every-th frame the whole
         frame at detect_scale for new larger ones. An audience mostly stays put, so this
         finds the same faces for a fraction of the work."""
         h, w = image.shape[:2]
@@ -156,9 +158,9 @@ class DefaultBackend:
         else:
             sweep.frame += 1
             parts = [self._recheck(image, sweep.tracks, small)]
-            if sweep.frame % SWEEP_EVERY == 0:
+            if sweep.frame % getattr(self.cfg, "sweep_every", SWEEP_EVERY) == 0:
                 parts.append(self._search_region(image, sweep.next_tile(), small))
-            if sweep.frame % BASE_EVERY == 0 or not len(sweep.tracks):
+            if sweep.frame % getattr(self.cfg, "full_search_every", BASE_EVERY) == 0 or not len(sweep.tracks):
                 parts.append(self._search(image, float(self.cfg.detect_scale)))
         boxes = np.concatenate([b for b, _ in parts])
         conf = np.concatenate([c for _, c in parts])
