@@ -261,7 +261,7 @@ def run_bench(config, seconds: float = 5.0, counts=FACE_COUNTS, fer: str | None 
         "notes": [],
     }
     pc = config.perception
-    result["settings"] = {k: getattr(pc, k) for k in ("backend", "detect_scale", "small_faces", "small_face_scale",
+    result["settings"] = {k: getattr(pc, k) for k in ("backend", "detect_scale", "small_faces", "small_face_scale", "sweep_every", "full_search_every",
                                                        "face_threshold", "threads") if hasattr(pc, k)}
     cases = {}
     for n in counts:
