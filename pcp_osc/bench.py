@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from .evaluate import iou_matrix  # one IoU for the bench and `pcp-osc eval`
+
 FRAME_SIZE = (1280, 720)
 FACE_COUNTS = (1, 8, 32)
 FACE_PX_RANGE = (20, 160)
@@ -69,18 +71,6 @@ def sway_frames(n_faces: int, count: int = DISTINCT_FRAMES, seed: int = 0, size=
         frames.append(cv2.warpAffine(base, m, size, borderMode=cv2.BORDER_REPLICATE))
         truth.append(boxes + np.float32([dx, dy, dx, dy]))
     return frames, truth
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)), np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-6)
 
 
 def match_counts(truth: np.ndarray, found: np.ndarray) -> tuple[int, int]:

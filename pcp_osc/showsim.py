@@ -16,7 +16,6 @@ import numpy as np
 from .emotions import EMOTIONS
 from .types import Background, Colour, Cue, Mood
 
-DEFAULT_COLOURS = {"joy": "#ffd400", "anxiety": "#ffffff", "anger": "#ff6a00", "sadness": "#1f4fff", "neutral": "#8a2be2"}
 SONGS = [
     ("Opening: Sunrise", "joy"),
     ("Ballad for a Lost City", "sadness"),
@@ -41,8 +40,13 @@ class SimControl:
     wall_time: float
 
 
-def colour_for(emotion: int, confidence: float, min_brightness: float = 0.2) -> Colour:
-    return Colour.from_hex(DEFAULT_COLOURS[EMOTIONS[emotion]]).scaled(min_brightness + (1 - min_brightness) * confidence)
+def colour_for(emotion: int, confidence: float) -> Colour:
+    """The stage colour the daemon would give this emotion and confidence (default palette)."""
+    from .config import PaletteConfig
+    from .palette import brightness, emotion_colour
+
+    cfg = PaletteConfig()
+    return emotion_colour(emotion, cfg).scaled(brightness(confidence, cfg))
 
 
 def simulated_mood(rng: np.random.Generator, target: int, t_s: float, faces_mean: float) -> Mood:
