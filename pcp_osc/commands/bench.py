@@ -19,10 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "made by tools/make_fer_venv.sh, or $PCP_OSC_FER_PYTHON)")
     p.add_argument("--no-fer", action="store_true", help="skip the fer comparison")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--backgrounds", nargs=argparse.REMAINDER, metavar="...",
+                   help="instead, the background generators' bench (procedural, and Stable Diffusion with random "
+                        "weights); the rest of the line goes to it, e.g. --backgrounds --procedural-only")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.backgrounds is not None:
+        from ..backgrounds.bench import main as backgrounds_bench
+
+        return backgrounds_bench(args.backgrounds)
     from ..bench import format_table, run_bench
     from ..config import ConfigError, load_config
     from ..perception import PerceptionError
