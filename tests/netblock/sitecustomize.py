@@ -1,5 +1,6 @@
 """Loaded at start-up by any Python whose PYTHONPATH holds this folder: blocks and records every
-attempt to reach the network (loopback and Unix sockets stay allowed), so a test can prove that a
+attempt to reach the network -- connections, name look-ups and UDP datagrams (loopback and Unix
+sockets stay allowed), so a test can prove that a
 whole command -- training, export -- never tried to connect or even resolve a host name.
 
 Each attempt is appended as one line to the file named by $PCP_NETBLOCK_LOG, then refused.
@@ -51,6 +52,19 @@ def getaddrinfo(host, *args, **kwargs):
     return _getaddrinfo(host, *args, **kwargs)
 
 
+_sendto = socket.socket.sendto
+
+
+def sendto(self, data, *args):
+    # UDP too: a test must never send to a real show network (desks, other hosts).
+    address = args[-1] if args else None
+    if self.family != getattr(socket, "AF_UNIX", None) and _host(address) not in _LOOPBACK:
+        _record(f"sendto {address!r}")
+        raise OSError(101, f"network blocked by the test (UDP to {address!r})")
+    return _sendto(self, data, *args)
+
+
 socket.socket.connect = connect
 socket.socket.connect_ex = connect_ex
+socket.socket.sendto = sendto
 socket.getaddrinfo = getaddrinfo
