@@ -221,6 +221,8 @@ class Daemon:
                 self._send_cue(mood, reason="window")
             if now >= next_beat:
                 next_beat += HEARTBEAT_PERIOD_S
+                if next_beat <= now:  # stalled (suspend, debugger): one beat, not a burst
+                    next_beat = now + HEARTBEAT_PERIOD_S
                 self._update_source_status()
                 if self.config.osc.heartbeat:
                     self.osc.send(f"{self.prefix}/heartbeat", int(now - self.t0))
