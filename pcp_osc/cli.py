@@ -64,7 +64,9 @@ def setup_logging(level: int) -> logging.handlers.QueueListener:
     """Log lines are written by a listener thread: a thread on the cue path only enqueues,
     so a slow or blocked stderr (a full pipe under a supervisor) can never delay a cue."""
     stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    # On a terminal, clear the refreshing status line before a log line takes its place.
+    prefix = "\r\033[K" if sys.stderr.isatty() else ""
+    stream.setFormatter(logging.Formatter(prefix + "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     q: queue.Queue = queue.Queue(maxsize=LOG_QUEUE_RECORDS)
     root = logging.getLogger()
     root.handlers[:] = [_DroppingQueueHandler(q)]
