@@ -92,3 +92,19 @@ def test_command_line_flags_are_validated_like_the_file():
     assert cfg.mood.window_s == 20.0 and cfg.osc.target == "10.0.0.7:7000" and cfg.capture.source == "demo"
     with pytest.raises(ConfigError, match="out of range"):
         config_with_overrides(Namespace(config=None, window=301.0))
+
+
+@pytest.mark.parametrize("path", ["examples/show.toml", "touchdesigner/pcp-osc-touchdesigner.toml"])
+def test_shipped_configs_pass_the_start_up_checks(path):
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", str(repo / path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().endswith(": ok"), r.stderr
+
+
+def test_config_check_runs_the_route_templates_too(tmp_path):
+    bad = tmp_path / "desk.toml"
+    bad.write_text('[[routes]]\npreset = "eos"\ntarget = "127.0.0.1:8000"\naddresses = ["/eos/chan/1 {chanel}"]\n')
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown placeholder {chanel}" in r.stderr and "channel" in r.stderr

@@ -17,11 +17,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         try:
-            load_config(args.check)
-        except ConfigError as e:
+            cfg = load_config(args.check)
+            check_parts(cfg)
+        except (ConfigError, ValueError) as e:
             print(f"pcp-osc: configuration error: {e}", file=sys.stderr)
             return 2
         print(f"{args.check}: ok")
         return 0
     print(defaults_toml())
     return 0
+
+
+def check_parts(cfg) -> None:
+    """The start-up checks of the parts, without starting anything: route templates
+    against their presets, and sink kinds."""
+    from ..routes import compile_route
+    from ..sinks import check_kinds
+
+    for i, route in enumerate(cfg.routes):
+        compile_route(route, where=f"routes[{i}]")
+    check_kinds(cfg.sinks.kinds)
