@@ -14,7 +14,7 @@ of the show machine, which NORMAL does not promise (it may lose the last
 commits). Because a batch holds every event that queued up while the previous
 one was written, the fsync is paid once per batch, not once per event; at a
 show's rates (a cue every 15 s, a live sample a second) that is cheap (see
-``python -m pcp_osc.showlog_bench``).
+``python -m pcp_bench.showlog``).
 
 Privacy: nothing of the audience (frames, face crops) is stored unless
 ``store_frames`` is on; then frames go to ``frames_dir`` as JPEG files, at the

@@ -10,7 +10,7 @@ import sys
 import cv2
 import pytest
 
-from pcp_osc.bench import match_counts
+from pcp_bench.perception import match_counts
 from pcp_osc.data import crowd_frame, photo_path
 from pcp_osc.emotions import EMOTIONS
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pcp_osc.bench import match_counts
+from pcp_bench.perception import match_counts
 from pcp_osc.config import PerceptionConfig
 from pcp_osc.data import crowd_frame, face_box, face_photos, photo, photo_names
 from pcp_osc.emotions import EMOTIONS

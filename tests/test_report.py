@@ -21,7 +21,7 @@ from PIL import Image
 
 from pcp_osc.report import PLOT_COLOURS, build_report, load_show
 from pcp_osc.showlog import MIGRATIONS, ShowLog
-from pcp_osc.showsim import SONGS, write_show
+from pcp_bench.showsim import SONGS, write_show
 
 from _browser import launch, screenshot_path
 
@@ -102,7 +102,7 @@ KILLED_CHILD = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {repo!r})
     from pcp_osc.showlog import ShowLog
-    from pcp_osc.showsim import write_show
+    from pcp_bench.showsim import write_show
     log = ShowLog({path!r})
     counts = write_show(log, minutes=10, backgrounds=False)
     log.flush()

@@ -20,7 +20,7 @@ import pytest
 
 from pcp_osc.emotions import EMOTIONS
 from pcp_osc.showlog import MIGRATIONS, SCHEMA_VERSION, ShowLog, ShowLogError, connect, default_log_path
-from pcp_osc.showsim import SimControl, background_image, colour_for, write_show
+from pcp_bench.showsim import SimControl, background_image, colour_for, write_show
 from pcp_osc.types import Background, Cue, Frame, Mood
 
 REPO = Path(__file__).resolve().parents[1]

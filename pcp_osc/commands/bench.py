@@ -27,10 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.backgrounds is not None:
-        from ..backgrounds.bench import main as backgrounds_bench
+        from pcp_bench.backgrounds import main as backgrounds_bench
 
         return backgrounds_bench(args.backgrounds)
-    from ..bench import format_table, run_bench
+    from pcp_bench.perception import format_table, run_bench
     from ..config import ConfigError, load_config
     from ..perception import PerceptionError
 

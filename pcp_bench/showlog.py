@@ -1,6 +1,6 @@
 """Figures for the operator's view: show-log write cost, report time, dashboard latency.
 
-    python -m pcp_osc.showlog_bench [--only log,report,web] [--report-minutes 180]
+    python -m pcp_bench.showlog [--only log,report,web] [--report-minutes 180]
 
 Prints: the cost on the cue path of log_cue/log_live (enqueue only), the durable
 write cost per cue when every cue is flushed alone (one fsync each, the worst
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .showlog import ShowLog
+from pcp_osc.showlog import ShowLog
 from .showsim import simulated_mood, write_show
-from .types import Cue
+from pcp_osc.types import Cue
 from .showsim import colour_for
 
 
@@ -60,7 +60,7 @@ def bench_log(folder: Path, n_cues: int = 200, n_live: int = 5000) -> None:
 
 
 def bench_report(folder: Path, minutes: float) -> None:
-    from .report import build_report
+    from pcp_osc.report import build_report
 
     db = folder / "three-hours.db"
     t = time.perf_counter()
@@ -80,9 +80,9 @@ def bench_web(n_cues: int = 40) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from .config import Config
-    from .daemon import Daemon
-    from .web import WebDashboard
+    from pcp_osc.config import Config
+    from pcp_osc.daemon import Daemon
+    from pcp_osc.web import WebDashboard
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -120,7 +120,7 @@ def bench_web(n_cues: int = 40) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pcp_osc.showlog_bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pcp_bench.showlog", description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="log,report,web", help="comma list of: log, report, web")
     ap.add_argument("--report-minutes", type=float, default=180.0)
     args = ap.parse_args(argv)

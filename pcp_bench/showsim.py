@@ -1,7 +1,7 @@
 """A simulated show, written through the real :class:`ShowLog`: songs (markers), an
 audience whose mood drifts per song, a cue per window, show-control interventions
 and generated backgrounds. For the show-log bench, the report's tests and a
-report preview without a show: ``python -m pcp_osc.showsim OUT.db --minutes 60``.
+report preview without a show: ``python -m pcp_bench.showsim OUT.db --minutes 60``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .emotions import EMOTIONS
-from .types import Background, Colour, Cue, Mood
+from pcp_osc.emotions import EMOTIONS
+from pcp_osc.types import Background, Colour, Cue, Mood
 
 SONGS = [
     ("Opening: Sunrise", "joy"),
@@ -42,8 +42,8 @@ class SimControl:
 
 def colour_for(emotion: int, confidence: float) -> Colour:
     """The stage colour the daemon would give this emotion and confidence (default palette)."""
-    from .config import PaletteConfig
-    from .palette import brightness, emotion_colour
+    from pcp_osc.config import PaletteConfig
+    from pcp_osc.palette import brightness, emotion_colour
 
     cfg = PaletteConfig()
     return emotion_colour(emotion, cfg).scaled(brightness(confidence, cfg))
@@ -154,9 +154,9 @@ def write_show(log, minutes: float = 60.0, *, seed: int = 7, live_hz: float = 1.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .showlog import ShowLog
+    from pcp_osc.showlog import ShowLog
 
-    ap = argparse.ArgumentParser(prog="python -m pcp_osc.showsim", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pcp_bench.showsim", description=__doc__.splitlines()[0])
     ap.add_argument("out", help="show log file to write (.db)")
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=7)

@@ -1,8 +1,8 @@
 """Background generator benchmark: how long a background takes on this machine.
 
-    python -m pcp_osc.backgrounds.bench                     # procedural + SD on this CPU (~10 min on 2 cores)
-    python -m pcp_osc.backgrounds.bench --procedural-only   # seconds
-    python -m pcp_osc.backgrounds.bench --device cuda --compile   # on a GPU: float16, images per second
+    python -m pcp_bench.backgrounds                     # procedural + SD on this CPU (~10 min on 2 cores)
+    python -m pcp_bench.backgrounds --procedural-only   # seconds
+    python -m pcp_bench.backgrounds --device cuda --compile   # on a GPU: float16, images per second
 
 Stable Diffusion is timed with random weights in the real architectures (SD 1.5
 and SD 2.1 / SD-turbo UNets, their text encoders, the full VAE and the tiny
@@ -101,10 +101,10 @@ def _sync() -> None:
 
 
 def bench_procedural(repeats: int = 7) -> dict[str, float]:
-    from .. import palette
-    from ..config import PaletteConfig
-    from ..emotions import EMOTIONS
-    from .procedural import render
+    from pcp_osc import palette
+    from pcp_osc.config import PaletteConfig
+    from pcp_osc.emotions import EMOTIONS
+    from pcp_osc.backgrounds.procedural import render
 
     out = {}
     for w, h in ((1920, 1080), (3840, 2160)):
@@ -202,9 +202,9 @@ def end_to_end(res: dict, size: int, device: str, dtype, tiny: bool, repeats: in
     from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
     from transformers import CLIPTokenizer
 
-    from ..config import GeneratorConfig, PaletteConfig
-    from . import cue_for
-    from .diffusion import DiffusionGenerator
+    from pcp_osc.config import GeneratorConfig, PaletteConfig
+    from pcp_osc.backgrounds import cue_for
+    from pcp_osc.backgrounds.diffusion import DiffusionGenerator
 
     unet, text, vae, taesd = res["modules"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,7 +251,7 @@ def write_byte_tokenizer(folder) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     global _DEVICE
-    ap = argparse.ArgumentParser(prog="python -m pcp_osc.backgrounds.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pcp_bench.backgrounds", description=__doc__.split("\n\n")[0])
     ap.add_argument("--procedural-only", action="store_true", help="only the procedural generator (seconds)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     ap.add_argument("--arch", default="sd21-turbo,sd15", help="comma list of: sd21-turbo, sd15")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         _say("Stable Diffusion: torch/diffusers are not installed (pip install 'pcp-osc[diffusion]')")
         return 1
-    from .diffusion import pick_device
+    from pcp_osc.backgrounds.diffusion import pick_device
 
     device = _DEVICE = pick_device(args.device)
     dtype = torch.float32 if device == "cpu" else torch.float16

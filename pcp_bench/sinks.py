@@ -1,4 +1,4 @@
-"""Figures for the show's outputs: ``python -m pcp_osc.sinks.bench``
+"""Figures for the show's outputs: ``python -m pcp_bench.sinks``
 
 1. NDI: time from "background ready" (handed to the NDI sink) to that picture being on a
    receiver's stream, at 1920x1080, over loopback. The receiver runs in another process,
@@ -38,7 +38,7 @@ def _pct(xs: list[float], q: float) -> float:
 
 def receive_main(name: str, timeout_s: float) -> int:
     """Child process: find the sender, then print "level t_monotonic" at each marker change."""
-    from .ndi import configure_extra_ips
+    from pcp_osc.sinks.ndi import configure_extra_ips
 
     configure_extra_ips(["127.0.0.1"])
     from cyndilib.finder import Finder
@@ -82,9 +82,9 @@ def receive_main(name: str, timeout_s: float) -> int:
 
 
 def bench_ndi(trials: int, width: int, height: int) -> list[float]:
-    from ..backgrounds.procedural import render
-    from ..types import Background, Colour
-    from .ndi import NdiSink
+    from pcp_osc.backgrounds.procedural import render
+    from pcp_osc.types import Background, Colour
+    from pcp_osc.sinks.ndi import NdiSink
 
     name = f"pcp-bench-{os.getpid()}"
     sink = NdiSink(name, fps=30, crossfade_s=0.0, extra_ips=["127.0.0.1"])
@@ -96,7 +96,7 @@ def bench_ndi(trials: int, width: int, height: int) -> list[float]:
         img[:MARK_PX, :MARK_PX] = _marker_level(i)
         pictures.append(img)
     child = subprocess.Popen(
-        [sys.executable, "-m", "pcp_osc.sinks.bench", "--receive", name, "--timeout", str(30 + trials * 3)],
+        [sys.executable, "-m", "pcp_bench.sinks", "--receive", name, "--timeout", str(30 + trials * 3)],
         stdout=subprocess.PIPE, text=True,
     )
     latencies = []
@@ -136,9 +136,9 @@ def _wait_level(child: subprocess.Popen, level: int, timeout_s: float) -> float:
 
 
 def bench_routes(cues: int) -> tuple[list[float], list[float], int]:
-    from ..config import RouteConfig
-    from ..routes import RouteSender, compile_route, sample_cue
-    from ..types import Colour
+    from pcp_osc.config import RouteConfig
+    from pcp_osc.routes import RouteSender, compile_route, sample_cue
+    from pcp_osc.types import Colour
 
     import logging
 
@@ -185,7 +185,7 @@ def bench_routes(cues: int) -> tuple[list[float], list[float], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pcp_osc.sinks.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pcp_bench.sinks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=10, help="NDI backgrounds to time (default 10)")
     ap.add_argument("--cues", type=int, default=200, help="cues to fan out (default 200)")
     ap.add_argument("--width", type=int, default=1920)

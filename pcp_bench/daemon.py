@@ -29,9 +29,9 @@ def _receiver() -> socket.socket:
 
 def frame_to_osc_latency(frames: list[np.ndarray], repeats: int = 200, warmup: int = 10) -> dict:
     """p50/p99/max milliseconds from frame hand-off to its live OSC message arriving."""
-    from .capture import BrowserSource
-    from .config import config_from_dict
-    from .daemon import Daemon
+    from pcp_osc.capture import BrowserSource
+    from pcp_osc.config import config_from_dict
+    from pcp_osc.daemon import Daemon
 
     rx = _receiver()
     cfg = config_from_dict({

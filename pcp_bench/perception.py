@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .evaluate import iou_matrix  # one IoU for the bench and `pcp-osc eval`
+from pcp_osc.evaluate import iou_matrix  # one IoU for the bench and `pcp-osc eval`
 
 FRAME_SIZE = (1280, 720)
 FACE_COUNTS = (1, 8, 32)
@@ -58,7 +58,7 @@ def sway_frames(n_faces: int, count: int = DISTINCT_FRAMES, seed: int = 0, size=
     and the face boxes in each."""
     import cv2
 
-    from .data import crowd_frame
+    from pcp_osc.data import crowd_frame
 
     # 32 faces up to 160 px do not fit in 1280x720 without overlap; keep their mix of sizes
     # but cap the largest so every face placed is a whole face.
@@ -211,7 +211,7 @@ def measure_fer(python: str, cases: dict[int, tuple[list, list]], seconds: float
 # under "daemon" and kept in the JSON: frame-to-OSC latency (target p99 <= 50 ms) and
 # the daemon's peak memory as its own process (target <= 500 MB); see bench_daemon.py.
 def _latency(ctx: BenchContext) -> dict:
-    from .bench_daemon import frame_to_osc_latency
+    from .daemon import frame_to_osc_latency
 
     ctx.progress("frame-to-OSC latency, 8 faces, measured on a receiving UDP socket ...")
     frames, _ = sway_frames(8)
@@ -221,7 +221,7 @@ def _latency(ctx: BenchContext) -> dict:
 
 
 def _memory(ctx: BenchContext) -> dict:
-    from .bench_daemon import daemon_peak_memory
+    from .daemon import daemon_peak_memory
 
     ctx.progress("daemon peak memory: `pcp-osc run` on a folder of 8-face frames for 20 s ...")
     frames, _ = sway_frames(8)
@@ -239,7 +239,7 @@ def run_bench(config, seconds: float = 5.0, counts=FACE_COUNTS, fer: str | None 
               progress: Callable[[str], None] = lambda s: None) -> dict:
     """All figures as one dict (what ``pcp-osc bench --json`` prints). ``fer``: a Python
     path, None to look for one, False to skip the comparison."""
-    from .perception import make_backend
+    from pcp_osc.perception import make_backend
 
     load = os.getloadavg()
     result: dict = {
