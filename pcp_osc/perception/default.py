@@ -25,15 +25,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ..emotions import FER2013_CLASSES, merge_matrix
 from ..types import Faces
-from . import PerceptionError
+from .classifier import ExpressionClassifier, onnx_session
 from .weights import CLASSIFIER_FILE, DETECTOR_FILE, weight_path
 
 log = logging.getLogger(__name__)
@@ -66,15 +64,6 @@ BASE_EVERY = 6  # the default of cfg.full_search_every
 # A face not found again is still looked for this many frames (not reported meanwhile).
 MAX_MISSES = 3
 
-# fer's own crop (fer.FER.detect_emotions): the Haar box made square, 10 px added on
-# each side, resized to 64x64 gray. Haar boxes measured on the shipped photographs are
-# 0.88x the RetinaFace box's longer side (0.81..1.01), and fer's faces are typically
-# ~100 px, where 10 px is 10%: so the crop side is 0.88 * 1.2 = 1.06x the box.
-FER_INPUT_PX = 64
-HAAR_PER_RETINA_SIDE = 0.88
-FER_MARGIN_FRACTION = 0.10  # each side, of the Haar box
-
-
 class DefaultBackend:
     """RetinaFace + mini-Xception on onnxruntime (CPU)."""
 
@@ -95,9 +84,8 @@ class DefaultBackend:
         opts.log_severity_level = 3
         # Worker threads that spin between runs burn a core the capture and OSC threads need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._detector = _session(ort, det_path, opts)
-        self._classifier = _session(ort, cls_path, opts)
-        self._merge = merge_matrix(FER2013_CLASSES, "fer_mini_xception classes")
+        self._detector = onnx_session(ort, det_path, opts)
+        self.classifier = ExpressionClassifier.shipped(cls_path, opts)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
         self._sweep: _Sweep | None = None
 
@@ -106,7 +94,7 @@ class DefaultBackend:
     def detect(self, image_bgr: np.ndarray) -> Faces:
         image = _check_image(image_bgr)
         boxes, conf = self._find_faces(image, self.cfg.small_faces)
-        scores = self._classify(image, boxes)
+        scores = self.classifier.classify(image, boxes)
         return Faces(boxes, conf, scores)
 
     def detect_still(self, image_bgr: np.ndarray) -> Faces:
@@ -114,7 +102,7 @@ class DefaultBackend:
         now (no sweep over frames): for photographs, slower."""
         image = _check_image(image_bgr)
         boxes, conf = self._find_faces(image, "off" if self.cfg.small_faces == "off" else "full")
-        return Faces(boxes, conf, self._classify(image, boxes))
+        return Faces(boxes, conf, self.classifier.classify(image, boxes))
 
     def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]:
         """One Faces per image, each searched fully (the images need not be a video); the
@@ -122,8 +110,8 @@ class DefaultBackend:
         images = [_check_image(im, f"image {i}") for i, im in enumerate(images_bgr)]
         mode = "off" if self.cfg.small_faces == "off" else "full"
         found = [self._find_faces(im, mode) for im in images]
-        crops = [self._crops(im, b) for im, (b, _) in zip(images, found)]
-        scores = self._scores(np.concatenate(crops)) if crops else np.zeros((0, 5), np.float32)
+        crops = [self.classifier.crops(im, b) for im, (b, _) in zip(images, found)]
+        scores = self.classifier.scores(np.concatenate(crops)) if crops else np.zeros((0, 5), np.float32)
         out, start = [], 0
         for (boxes, conf) in found:
             out.append(Faces(boxes, conf, scores[start:start + len(boxes)]))
@@ -132,7 +120,7 @@ class DefaultBackend:
 
     def classify_boxes(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
         """(n, 5) emotion scores for faces at known boxes (one batch)."""
-        return self._classify(_check_image(image_bgr), np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
+        return self.classifier.classify(_check_image(image_bgr), np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))
 
     # ------------------------------------------------------------------ detection
 
@@ -295,57 +283,8 @@ class DefaultBackend:
                 self._priors.pop(next(iter(self._priors)))
         return self._priors[key]
 
-    # ------------------------------------------------------------------ expression
-
-    def _classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        if not len(boxes):
-            return np.zeros((0, 5), np.float32)
-        return self._scores(self._crops(image, boxes))
-
-    def _crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(n, 64, 64) uint8 gray crops framed as fer frames them (square, with a margin);
-        where a crop leaves the frame it is padded with the mean of the bottom rows, as fer pads."""
-        n = len(boxes)
-        out = np.empty((n, FER_INPUT_PX, FER_INPUT_PX), np.uint8)
-        if not n:
-            return out
-        h, w = image.shape[:2]
-        pad_value = float(image[-2:].mean())
-        for i, (x1, y1, x2, y2) in enumerate(boxes):
-            side = max(x2 - x1, y2 - y1) * HAAR_PER_RETINA_SIDE * (1 + 2 * FER_MARGIN_FRACTION)
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-            s = max(1, int(round(side)))
-            # Crop the colour box first and convert only it: far cheaper than a full-frame cvtColor.
-            cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x0 + s), min(h, y0 + s)
-            patch = cv2.cvtColor(image[cy0:cy1, cx0:cx1], cv2.COLOR_BGR2GRAY)
-            if (cx0, cy0, cx1, cy1) != (x0, y0, x0 + s, y0 + s):
-                patch = cv2.copyMakeBorder(patch, cy0 - y0, y0 + s - cy1, cx0 - x0, x0 + s - cx1,
-                                           cv2.BORDER_CONSTANT, value=pad_value)
-            interp = cv2.INTER_AREA if s > FER_INPUT_PX else cv2.INTER_LINEAR
-            out[i] = cv2.resize(patch, (FER_INPUT_PX, FER_INPUT_PX), interpolation=interp)
-        return out
-
-    def _scores(self, crops: np.ndarray) -> np.ndarray:
-        if not len(crops):
-            return np.zeros((0, 5), np.float32)
-        probs = self._classifier.run(None, {"face_gray64": crops})[0]
-        scores = probs.astype(np.float32) @ self._merge
-        scores /= scores.sum(axis=1, keepdims=True)  # the softmax sums to 1 up to rounding
-        return scores
-
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _session(ort, path: Path, opts):
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own types for a damaged file
-        raise PerceptionError(
-            f"weight file {path} could not be loaded by onnxruntime ({e.__class__.__name__}: {str(e)[:200]}); "
-            f"rebuild it with: python tools/convert_weights.py"
-        ) from e
 
 
 def _check_image(image: object, what: str = "image") -> np.ndarray:
