@@ -74,7 +74,7 @@ def _attach_routes(daemon: Daemon, cfg: Config, args) -> None:
 
     routes += [parse_route_arg(s) for s in specs]
     sender = RouteSender(routes)
-    daemon.subscribe("cue", sender.send_cue)
+    daemon.subscribe("cue", sender.send)
     daemon.add_part(sender)
 
 

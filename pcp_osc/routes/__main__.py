@@ -1,0 +1,3 @@
+from .docs import main
+
+raise SystemExit(main())
