@@ -138,7 +138,7 @@ class OscConfig:
     allowed_senders: list[str] = opt(factory=list, doc="if set, only these sender IPs may control the show")
     live_rate_hz: float = opt(10.0, range=(0.0, 120.0), doc="live stream messages per second (0: off)")
     heartbeat: bool = opt(True, doc="send /pcp/heartbeat once a second")
-    bundle: bool = opt(False, doc="wrap each cue in one OSC bundle (grandMA3 and QLC+ want none)")
+    bundle: bool = opt(False, doc="wrap each cue and live frame to target and extra_targets in OSC bundles, each within 512 bytes (routes: options.bundle)")
 
 
 @dataclass

@@ -213,12 +213,14 @@ class Daemon:
         next_beat = self.t0 + HEARTBEAT_PERIOD_S
         while not self._stop.wait(CLOCK_PERIOD_S):
             now = time.monotonic()
-            if self.tracker.expire_override(now):
-                log.info("override timed out")
-                self._send_cue(self.tracker.window_mood(), reason="release")
-            mood = self.tracker.tick(now)
-            if mood is not None:
-                self._send_cue(mood, reason="window")
+            # Under the cue lock: an operator's cue and a window closing never interleave.
+            with self._lock:
+                if self.tracker.expire_override(now):
+                    log.info("override timed out")
+                    self._operator_cue("release", now)
+                mood = self.tracker.tick(now)
+                if mood is not None:
+                    self._send_cue(mood, reason="window")
             if now >= next_beat:
                 next_beat += HEARTBEAT_PERIOD_S
                 if next_beat <= now:  # stalled (suspend, debugger): one beat, not a burst
@@ -229,6 +231,14 @@ class Daemon:
                 self.osc.send(f"{self.prefix}/status", self.status_text())
 
     # ------------------------------------------------------------------ cues
+    def _operator_cue(self, reason: str, now: float) -> Cue:
+        """A cue the operator asked for (override, release): it goes out now and the window
+        restarts with it, so the next window cue is a full window later."""
+        with self._lock:
+            mood = self.tracker.window_mood()
+            self.tracker.restart_window(now)
+            return self._send_cue(mood, reason=reason)
+
     def _send_cue(self, mood: Mood, reason: str) -> Cue:
         with self._lock:
             colour = colour_for(mood, self.tracker.intent, self.config.palette, self.blend)
@@ -363,14 +373,16 @@ class Daemon:
                 seconds = _number(address, args[1], "seconds")
                 if not 0 < seconds <= 86400:
                     raise ValueError(f"{address} seconds {seconds} out of range; allowed 0 < s <= 86400")
-            self.tracker.set_override(k, now, seconds)
-            self._send_cue(self.tracker.window_mood(), reason="override")
+            with self._lock:
+                self.tracker.set_override(k, now, seconds)
+                self._operator_cue("override", now)
             return f"override {EMOTIONS[k]}" + (f" for {seconds:g} s" if seconds else " until release")
         if name == "/release":
             _no_args(address, args)
-            if self.tracker.release():
-                self._send_cue(self.tracker.window_mood(), reason="release")
-                return "override released"
+            with self._lock:
+                if self.tracker.release():
+                    self._operator_cue("release", now)
+                    return "override released"
             return "no override was active"
         if name == "/generate":
             _no_args(address, args)

@@ -87,6 +87,12 @@ class MoodTracker:
         self._face_rows = 0
         self._frames = 0
 
+    def restart_window(self, now: float) -> None:
+        """Start a fresh window now: an operator's cue (override, release) begins a window of its
+        own, so no window cue with the same look follows a moment later."""
+        with self._lock:
+            self._start_window(now)
+
     def update(self, faces: Faces, now: float) -> Mood:
         """Add one processed frame; returns the smoothed live mood."""
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
@@ -59,14 +60,40 @@ def encode(address: str, args: Iterable[Any] = ()) -> bytes:
     return dgram
 
 
-def encode_bundle(messages: list[Message]) -> bytes:
+BUNDLE_HEADER_BYTES = 16  # "#bundle\0" and the time tag
+BUNDLE_ELEMENT_BYTES = 4  # each element's int32 size
+
+
+def pack_bundles(datagrams: list[bytes]) -> list[bytes]:
+    """Encoded messages packed, in order, into as few immediate bundles as keep every
+    packet within MAX_PACKET_BYTES (a cue with a long prefix takes two)."""
+    out: list[bytes] = []
+    current: list[bytes] = []
+    size = BUNDLE_HEADER_BYTES
+    for d in datagrams:
+        need = BUNDLE_ELEMENT_BYTES + len(d)
+        if BUNDLE_HEADER_BYTES + need > MAX_PACKET_BYTES:
+            raise ValueError(f"an OSC message of {len(d)} bytes cannot go in a bundle under {MAX_PACKET_BYTES} bytes")
+        if current and size + need > MAX_PACKET_BYTES:
+            out.append(_bundle(current))
+            current, size = [], BUNDLE_HEADER_BYTES
+        current.append(d)
+        size += need
+    if current:
+        out.append(_bundle(current))
+    return out
+
+
+def _bundle(datagrams: list[bytes]) -> bytes:
     bb = OscBundleBuilder(IMMEDIATELY)
-    for address, args in messages:
-        b = OscMessageBuilder(address=address)
-        for a in args:
-            b.add_arg(plain(a))
-        bb.add_content(b.build())
+    for d in datagrams:
+        bb.add_content(OscMessage(d))
     return bb.build().dgram
+
+
+def encode_bundles(messages: list[Message]) -> list[bytes]:
+    """The messages as immediate bundles, each within MAX_PACKET_BYTES (see pack_bundles)."""
+    return pack_bundles([encode(address, args) for address, args in messages])
 
 
 # --------------------------------------------------------------------------- address map
@@ -132,7 +159,8 @@ class OscOut:
 
     def send_many(self, messages: list[Message]) -> None:
         if self.bundle:
-            self._send_dgram(encode_bundle(messages))
+            for dgram in encode_bundles(messages):
+                self._send_dgram(dgram)
         else:
             for address, args in messages:
                 self._send_dgram(encode(address, args))

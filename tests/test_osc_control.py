@@ -179,3 +179,70 @@ def test_every_message_the_daemon_sends_is_in_the_contract_with_its_types(tmp_pa
     for needed in ("/pcp/cue/id", "/pcp/live/joy", "/pcp/live/valence", "/pcp/heartbeat", "/pcp/status",
                    "/pcp/background/id", "/pcp/background/path"):
         assert needed in seen, f"{needed} never arrived; seen {sorted(seen)}"
+
+
+def _next_cue_after(rx, n, timeout_s=6.0):
+    rx.wait_for("/pcp/cue/hex", after=n, timeout_s=timeout_s)  # hex is a cue's last message
+    return rx.cues()[n]
+
+
+@pytest.mark.parametrize("action", ["override", "release"])
+def test_an_operator_cue_restarts_the_window(receiver, action):
+    """After an override or a release the next window cue is a whole window later, not at the
+    old schedule (which would follow the operator's cue within a moment with the same look)."""
+    rx = receiver
+    cfg = config_from_dict({"osc": {"target": rx.target, "control_port": 0, "control_host": "127.0.0.1", "heartbeat": False},
+                            "mood": {"window_s": 2.0, "intent": "sadness"}, "log": {"enabled": False}})
+    d = Daemon(cfg, source=BrowserSource(), perception=False)
+    d.start()
+    try:
+        if action == "release":
+            control(d, "/pcp/override", "anger")
+            rx.wait_for("/pcp/cue/source", lambda m: m.args[0] == "override")
+        # Line up 1.4 s into a window: the old schedule would close it 0.6 s from now.
+        n = len(rx.cues())
+        window_cue = _next_cue_after(rx, n)
+        time.sleep(1.4 - (time.monotonic() - window_cue["t"]))
+        n = len(rx.cues())
+        control(d, "/pcp/override", "joy") if action == "override" else control(d, "/pcp/release")
+        operator_cue = _next_cue_after(rx, n, timeout_s=2)
+        assert operator_cue["source"] == ("override" if action == "override" else "intent")
+        following = _next_cue_after(rx, n + 1, timeout_s=4)
+        gap = following["t"] - operator_cue["t"]
+        assert 1.8 < gap < 2.4, f"the window cue came {gap:.2f} s after the {action} cue; a window is 2 s"
+        assert following["emotion"] == operator_cue["emotion"]
+    finally:
+        d.stop()
+
+
+LONG_PREFIX = "/venue-main-hall/stage-left/pcp-osc-audience-camera"
+
+
+def test_bundles_stay_within_the_packet_limit_and_keep_the_order(receiver):
+    """osc.bundle with a long prefix: a cue does not fit one 512-byte bundle, so it goes out
+    as two; every packet that arrives is a bundle within the limit and the cue is whole, in order."""
+    cfg = config_from_dict({"osc": {"target": receiver.target, "control_port": 0, "control_host": "127.0.0.1",
+                                    "bundle": True, "prefix": LONG_PREFIX, "heartbeat": False},
+                            "mood": {"window_s": 1.0}, "log": {"enabled": False}})
+    d = Daemon(cfg, source=BrowserSource(), perception=False)
+    d.start()
+    try:
+        receiver.wait_for(f"{LONG_PREFIX}/cue/hex", timeout_s=5)
+    finally:
+        d.stop()
+    cue_packets = [p for p in receiver.raw if LONG_PREFIX.encode() + b"/cue/" in p]
+    assert len(cue_packets) >= 2
+    assert all(p.startswith(b"#bundle\x00") and len(p) <= MAX_PACKET_BYTES for p in receiver.raw), \
+        sorted(len(p) for p in receiver.raw)
+    first_cue = [m.address[len(LONG_PREFIX):] for m in receiver.all() if "/cue/" in m.address][:len(CUE_ADDRESSES)]
+    assert first_cue == [a[len("/pcp"):] for a in CUE_ADDRESSES]
+
+
+def test_a_message_too_long_for_any_bundle_is_refused():
+    from pcp_osc.osc import encode_bundles, pack_bundles
+
+    with pytest.raises(ValueError, match="512"):
+        encode_bundles([("/x", ["y" * 600])])
+    with pytest.raises(ValueError, match="cannot go in a bundle"):
+        pack_bundles([b"/" + b"x" * 499])  # a message may be 512 bytes; a bundle of it may not
+    assert [len(b) for b in encode_bundles(cue_messages(a_cue()))] == [364]  # /pcp fits one bundle

@@ -377,3 +377,30 @@ def test_docs_routes_md_is_generated_from_the_presets():
     text = routes_markdown()
     for name in PLACEHOLDERS:
         assert f"`{name}`" in text
+
+
+def test_a_bundled_route_sends_each_cue_as_bundles_within_512_bytes():
+    from pythonosc.osc_bundle import OscBundle
+
+    cap = UdpCapture()
+    long = "x" * 60
+    rc = RouteConfig(preset="custom", target=f"127.0.0.1:{cap.port}", options={"bundle": True},
+                     addresses=[f"/{long}/{c} {{{c}:f}}" for c in ("r", "g", "b", "confidence", "hue", "saturation", "brightness")])
+    sender = RouteSender.from_config([rc])
+    sender.start()
+    try:
+        sender.send(CUES[0])
+        dgrams = cap.collect(2)
+    finally:
+        sender.stop()
+        cap.close()
+    assert len(dgrams) == 2 and all(d.startswith(b"#bundle") and len(d) <= 512 for d in dgrams), [len(d) for d in dgrams]
+    addresses = [m.address for d in dgrams for m in OscBundle(d)]
+    assert addresses == [f"/{long}/{c}" for c in ("r", "g", "b", "confidence", "hue", "saturation", "brightness")]
+
+
+def test_grandma3_refuses_a_bundled_route():
+    with pytest.raises(RouteError, match="grandMA3 refuses OSC bundles"):
+        compile_route(RouteConfig(preset="grandma3", options={"bundle": True}))
+    with pytest.raises(RouteError, match="bundle = 'yes' must be true or false"):
+        compile_route(RouteConfig(preset="qlc", options={"bundle": "yes"}))

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 
 from ..config import ConfigError, RouteConfig, parse_hostport
 from ..emotions import EMOTIONS
-from ..osc import MAX_PACKET_BYTES
+from ..osc import MAX_PACKET_BYTES, pack_bundles
 from ..types import Cue
 from .templates import ADDRESS_FORBIDDEN, RouteError, Template, build_message, encode_message, parse_template, render
 from .values import PLACEHOLDERS, as_text, cue_values, sample_cue
@@ -22,7 +23,7 @@ from .values import PLACEHOLDERS, as_text, cue_values, sample_cue
 log = logging.getLogger("pcp_osc.routes")
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "presets" / "routes.toml"
-CONTROL_OPTIONS = ("mode", "only_on_change", "tcp_framing")  # options that steer, not placeholders
+CONTROL_OPTIONS = ("mode", "only_on_change", "tcp_framing", "bundle")  # options that steer, not placeholders
 TCP_FRAMINGS = ("slip", "length")  # OSC 1.1 SLIP (Eos 3037, most TCP receivers) or OSC 1.0 size prefix (Eos 3032)
 
 
@@ -49,6 +50,7 @@ class Route:
     options: dict[str, Any]
     only_on_change: bool
     where: str = "route"
+    bundle: bool = False  # a cue's messages in bundles, each within MAX_PACKET_BYTES
 
     def values(self, cue: Cue) -> dict[str, Any]:
         out = dict(cue_values(cue))
@@ -72,8 +74,16 @@ class Route:
     def osc_messages(self, cue: Cue) -> list[OscMessage]:
         return [build_message(a, args) for a, args in self.messages(cue)]
 
+    def osc_packets(self, cue: Cue) -> list[OscMessage | OscBundle]:
+        """What goes on the wire for this cue: one message per template, or, with the
+        route's ``bundle`` option, the messages in bundles within MAX_PACKET_BYTES."""
+        messages = self.osc_messages(cue)
+        if not self.bundle:
+            return list(messages)
+        return [OscBundle(b) for b in pack_bundles([m.dgram for m in messages])]
+
     def packets(self, cue: Cue) -> list[bytes]:
-        return [m.dgram for m in self.osc_messages(cue)]
+        return [p.dgram for p in self.osc_packets(cue)]
 
 
 def _singular(name: str) -> str:
@@ -123,6 +133,11 @@ def compile_route(rc: RouteConfig, where: str = "routes") -> Route:
     only_on_change = options.get("only_on_change", default_change)
     if not isinstance(only_on_change, bool):
         raise RouteError(f"{where}.options.only_on_change = {only_on_change!r} must be true or false")
+    bundle = options.get("bundle", False)
+    if not isinstance(bundle, bool):
+        raise RouteError(f"{where}.options.bundle = {bundle!r} must be true or false")
+    if bundle and preset_name == "grandma3":
+        raise RouteError(f"{where}.options.bundle = true: grandMA3 refuses OSC bundles; leave bundle off for this route")
 
     # Options: per-emotion lists have five entries, numbers stay within the preset's limits.
     for name, v in options.items():
@@ -153,7 +168,7 @@ def compile_route(rc: RouteConfig, where: str = "routes") -> Route:
 
     route = Route(
         name=f"{label}/{rc.protocol}", preset=preset_name, mode=mode, host=host, port=port, protocol=rc.protocol,
-        framing=framing, templates=[], options=options, only_on_change=only_on_change, where=where,
+        framing=framing, templates=[], options=options, only_on_change=only_on_change, where=where, bundle=bundle,
     )
     allowed = sorted(set(PLACEHOLDERS) | set(_option_placeholders(options)))
     for text in texts:

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from typing import Callable, Iterable
 
+from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_tcp_server import MODE_1_0, MODE_1_1
 from pythonosc.tcp_client import TCPClient
@@ -38,7 +39,7 @@ class _Link:
         self.next_try = 0.0
         self.failing = False
 
-    def send(self, messages: list[OscMessage]) -> bool:
+    def send(self, messages: list[OscMessage | OscBundle]) -> bool:
         if self.route.protocol == "udp":
             if self.sock is None:
                 self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -118,7 +119,7 @@ class _RouteWorker:
                 self.skipped_same += 1
                 continue
             try:
-                ok = self._link.send(self.route.osc_messages(cue))
+                ok = self._link.send(self.route.osc_packets(cue))
             except Exception as e:  # a bad value must not stop the route
                 ok = False
                 if self.errors == 0:
