@@ -10,6 +10,8 @@ COMMAND_MODULES = [
     "bench",
     "report",
     "routes",
+    "monitor",
+    "send",
     "dataset",
     "train",
     "eval",
