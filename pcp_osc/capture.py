@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .config import CaptureConfig
+from .latest import Latest
 from .types import Frame
 
 log = logging.getLogger("pcp_osc.capture")
@@ -52,8 +53,8 @@ class FrameSource:
         self.state = "starting"  # starting | ok | reconnecting | no-camera | ended | stopped
         self.frames = 0
         self.dropped_corrupt = 0
-        self._frame: Frame | None = None
-        self._cond = threading.Condition()
+        self._lock = threading.Condition()  # the frame slot's lock; also keeps frame numbers unique
+        self._frames: Latest[Frame] = Latest(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -64,22 +65,14 @@ class FrameSource:
 
     def stop(self) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._frames.close()
         if self._thread:
             self._thread.join(timeout=3)
         self.state = "stopped"
 
     def latest(self, after_index: int = -1, timeout_s: float = 0.05) -> Frame | None:
         """The newest frame with index > after_index, waiting up to timeout_s for one."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._frame is None or self._frame.index <= after_index:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stop.is_set():
-                    return None
-                self._cond.wait(left)
-            return self._frame
+        return self._frames.wait_newer(lambda f: f.index > after_index, timeout_s)
 
     @property
     def ended(self) -> bool:
@@ -92,10 +85,9 @@ class FrameSource:
             if self.dropped_corrupt in (1, 10, 100) or self.dropped_corrupt % 1000 == 0:
                 log.warning("%s: dropped a corrupt frame (%d so far); expected a colour image", self.name, self.dropped_corrupt)
             return False
-        with self._cond:
-            self._frame = Frame(image, time.monotonic(), self.frames, self.name)
+        with self._lock:
+            self._frames.put(Frame(image, time.monotonic(), self.frames, self.name))
             self.frames += 1
-            self._cond.notify_all()
         if self.state != "ok":
             self.state = "ok"
         return True

@@ -307,11 +307,7 @@ class Daemon:
             "window_s": self.tracker.window_s,
             "window_left_s": round(max(0.0, self.tracker.window_start + self.tracker.window_s - time.monotonic()), 1),
             "blend": self.blend,
-            "cue": None if cue is None else {
-                "id": cue.id, "emotion": cue.emotion_id, "confidence": round(cue.confidence, 4),
-                "source": cue.source, "faces": round(cue.mood.faces, 2), "hex": cue.colour.hex,
-                "color": [round(v, 4) for v in cue.colour.rgb], "reason": cue.reason, "wall_time": cue.wall_time,
-            },
+            "cue": None if cue is None else cue.to_json(),
             "live": None if live is None else {
                 "faces": int(live.faces),
                 "shares": {e: round(float(v), 4) for e, v in zip(EMOTIONS, live.distribution)},

@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-import numpy as np
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from .emotions import EMOTIONS
-from .types import Colour, Cue, Mood
+from .types import Colour, Cue, Mood, plain
 
 log = logging.getLogger("pcp_osc.osc")
 
@@ -33,21 +32,17 @@ BAD_MESSAGE_LOG_INTERVAL_S = 10.0
 Message = tuple[str, list[Any]]
 
 
-def plain(value: Any) -> Any:
-    """Numpy scalars and bools to the Python int/float/str python-osc encodes as i/f/s."""
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
+def osc_arg(value: Any) -> Any:
+    """A value as the int/float/str python-osc encodes as i/f/s: numpy scalars made plain,
+    bools sent as 0/1 (OSC 1.0 receivers know no boolean type)."""
+    value = plain(value)
+    return int(value) if isinstance(value, bool) else value
 
 
 def encode(address: str, args: Iterable[Any] = ()) -> bytes:
     b = OscMessageBuilder(address=address)
     for a in args:
-        a = plain(a)
+        a = osc_arg(a)
         if isinstance(a, float):
             b.add_arg(a, "f")
         elif isinstance(a, int):

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .emotions import EMOTIONS
+from .types import plain
 
 log = logging.getLogger("pcp_osc.showlog")
 
@@ -165,14 +166,6 @@ def _shares(distribution: Any) -> list[float]:
     if d.shape != (len(EMOTIONS),):
         raise ValueError(f"a distribution over {len(EMOTIONS)} emotions was expected, got shape {d.shape}")
     return [float(v) for v in d]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _cue_row(cue: Any) -> tuple:
@@ -319,7 +312,7 @@ class ShowLog:
     def log_control(self, event: Any) -> bool:
         """A control message, accepted or not; an accepted /…/marker is also a marker."""
         row = (
-            float(event.wall_time), str(event.address), json.dumps(_jsonable(list(event.args)), ensure_ascii=False),
+            float(event.wall_time), str(event.address), json.dumps(plain(list(event.args)), ensure_ascii=False),
             str(event.sender), 1 if event.accepted else 0, str(event.message),
         )
         ok = self._put("control", row)

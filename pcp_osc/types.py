@@ -15,6 +15,18 @@ import numpy as np
 from .emotions import EMOTIONS, N_EMOTIONS
 
 
+def plain(value: Any) -> Any:
+    """Numpy scalars and arrays (also inside lists and tuples) as plain Python values, for JSON,
+    SQLite and OSC. Python values pass unchanged."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Frame:
     """One camera image. ``image`` is BGR uint8 (OpenCV order), ``timestamp`` is time.monotonic()."""
@@ -189,6 +201,16 @@ class Cue:
     @property
     def source(self) -> str:
         return self.mood.source
+
+    def to_json(self) -> dict[str, Any]:
+        """The cue as plain JSON values (the dashboard's cue event and the status's ``cue``)."""
+        return {
+            "id": int(self.id), "emotion": self.emotion_id, "confidence": round(float(self.confidence), 4),
+            "source": self.source, "faces": round(float(self.mood.faces), 2), "hex": self.colour.hex,
+            "color": [round(float(v), 4) for v in self.colour.rgb], "reason": self.reason,
+            "intent": self.intent_id, "window_s": float(self.window_s), "wall_time": float(self.wall_time),
+            "shares": {e: round(float(v), 4) for e, v in zip(EMOTIONS, self.mood.distribution)},
+        }
 
 
 @dataclass

@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pcp_osc.emotions import EMOTIONS
+
 OSC_MD = Path(__file__).resolve().parents[1] / "docs" / "OSC.md"
-EMOTIONS = ("joy", "anxiety", "anger", "sadness", "neutral")
 
 
 def _expand(cell: str) -> list[str]:
     cell = cell.strip()
-    if "…" in cell:  # /pcp/live/joy … /pcp/live/neutral
-        first = cell.split("…")[0].strip()
+    if "…" in cell:  # /pcp/live/joy … /pcp/live/neutral: every emotion, in order
+        first, last = (s.strip() for s in cell.split("…"))
+        assert first.rsplit("/", 1)[1] == EMOTIONS[0] and last.rsplit("/", 1)[1] == EMOTIONS[-1], cell
         base = first.rsplit("/", 1)[0]
         return [f"{base}/{e}" for e in EMOTIONS]
     parts = [p.strip() for p in cell.split(",")]
@@ -23,7 +25,8 @@ def _expand(cell: str) -> list[str]:
 
 
 def contract() -> dict[str, dict[str, str]]:
-    """{"out": {address: "i"|"s"|"f"|"fff"|...}, "in": {address: args text}}"""
+    """{"out": {address: "i"|"s"|"f"|"fff"|...}, "in": {address: args text}}. Rows like
+    `/pcp/cue/color/r, /g, /b` and `/pcp/live/joy … /pcp/live/neutral` are expanded."""
     text = OSC_MD.read_text(encoding="utf-8")
     tables = {"out": {}, "in": {}}
     section = None

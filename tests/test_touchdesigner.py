@@ -18,10 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from osc_contract import contract  # noqa: E402
 from td_standin import KNOWN_PARAMETERS, Network, PanelValue  # noqa: E402
 
 from pcp_osc.config import OscConfig, SinksConfig, load_config, parse_hostport  # noqa: E402
-from pcp_osc.emotions import EMOTIONS, parse_emotion  # noqa: E402
+from pcp_osc.emotions import parse_emotion  # noqa: E402
 from pcp_osc.osc import cue_messages, live_messages  # noqa: E402
 from pcp_osc.routes import sample_cue  # noqa: E402
 
@@ -31,28 +32,8 @@ TOML = ROOT / "touchdesigner" / "pcp-osc-touchdesigner.toml"
 
 
 def osc_md_addresses() -> dict[str, set[str]]:
-    """docs/OSC.md's tables -> {"out": addresses the daemon sends, "in": addresses it accepts}.
-    Rows like `/pcp/cue/color/r, /g, /b` and `/pcp/live/joy … /pcp/live/neutral` are expanded."""
-    out: dict[str, set[str]] = {"out": set(), "in": set()}
-    section = None
-    for line in (ROOT / "docs" / "OSC.md").read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            section = "in" if line.startswith("## In") else "out" if line.startswith("## Out") else None
-            continue
-        if section is None or not line.startswith("| /"):
-            continue
-        first = line.split("|")[1].strip()
-        if "…" in first:
-            a, b = [s.strip() for s in first.split("…")]
-            assert a.rsplit("/", 1)[1] == EMOTIONS[0] and b.rsplit("/", 1)[1] == EMOTIONS[-1], first
-            out[section] |= {a.rsplit("/", 1)[0] + "/" + e for e in EMOTIONS}
-            continue
-        parts = [p.strip() for p in first.split(",")]
-        out[section].add(parts[0])
-        base = parts[0].rsplit("/", 1)[0]
-        for p in parts[1:]:
-            out[section].add(base + p)
-    return out
+    """docs/OSC.md's tables -> {"out": addresses the daemon sends, "in": addresses it accepts}."""
+    return {side: set(table) for side, table in contract().items()}
 
 
 @pytest.fixture()

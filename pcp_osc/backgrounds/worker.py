@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..latest import Latest
 from ..types import Background, Cue
 
 log = logging.getLogger("pcp_osc.backgrounds")
@@ -58,11 +59,10 @@ class BackgroundWorker:
         self.on_background = on_background
         self.on_status = on_status
         self.nice = nice
-        self._cond = threading.Condition()
-        self._slot: _Request | None = None
+        self._cond = threading.Condition()  # the request slot's lock, also over the counters below
+        self._requests: Latest[_Request] = Latest(self._cond)
         self._latest_cue: Cue | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = False
         self._busy = False
         self._next_id = 1
         self._failing = False
@@ -81,16 +81,15 @@ class BackgroundWorker:
         with self._cond:
             if self._thread is not None:
                 return
-            self._stopping = False
+            self._requests.open()
             self._thread = threading.Thread(target=self._run, name="pcp-backgrounds", daemon=True)
             self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop after the generation in progress (a diffusion step cannot be interrupted)."""
         with self._cond:
-            self._stopping = True
-            self._slot = None
-            self._cond.notify_all()
+            self._requests.clear()
+            self._requests.close()
             thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout_s)
@@ -102,10 +101,8 @@ class BackgroundWorker:
         with self._cond:
             self.submitted += 1
             self._latest_cue = cue
-            if self._slot is not None:
+            if self._requests.put(_Request(cue, seed, "cue")):
                 self.dropped += 1
-            self._slot = _Request(cue, seed, "cue")
-            self._cond.notify()
 
     def generate_now(self, seed: int | None = None) -> bool:
         """/pcp/generate: a new background (new seed unless given) for the latest cue.
@@ -114,10 +111,8 @@ class BackgroundWorker:
             cue = self._latest_cue
             if cue is None:
                 return False
-            if self._slot is not None:
+            if self._requests.put(_Request(cue, seed, "generate")):
                 self.dropped += 1
-            self._slot = _Request(cue, seed, "generate")
-            self._cond.notify()
             return True
 
     def status(self) -> dict:
@@ -125,7 +120,7 @@ class BackgroundWorker:
             return {
                 "generator": getattr(self.generator, "name", type(self.generator).__name__),
                 "busy": self._busy,
-                "waiting": self._slot is not None,
+                "waiting": self._requests.pending,
                 "submitted": self.submitted,
                 "generated": self.generated,
                 "dropped": self.dropped,
@@ -139,7 +134,7 @@ class BackgroundWorker:
         """Block until nothing is waiting or running (for tests and the command line)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._slot is not None or self._busy:
+            while self._requests.pending or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -156,11 +151,9 @@ class BackgroundWorker:
                 pass
         while True:
             with self._cond:
-                while self._slot is None and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
+                request = self._requests.take()  # None: stopped
+                if request is None:
                     return
-                request, self._slot = self._slot, None
                 self._busy = True
             try:
                 bg = self._generate(request)

@@ -24,7 +24,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from ..config import ConfigError
-from ..osc import plain
+from ..osc import osc_arg
 from .values import as_text
 
 OSC_TYPES = ("f", "i", "s")
@@ -134,7 +134,7 @@ def parse_template(text: str, where: str = "route") -> Template:
 
 
 def _typed(value: Any, code: str, where: str) -> tuple[str, Any]:
-    value = plain(value)
+    value = osc_arg(value)
     if code == "":
         code = "f" if isinstance(value, float) else "i" if isinstance(value, int) else "s"
     if code == "f":

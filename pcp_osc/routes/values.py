@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..emotions import EMOTIONS
-from ..osc import plain
+from ..osc import osc_arg
 from ..types import Colour, Cue, Mood
 
 # name: (OSC type, (lo, hi) or None, meaning). The value ranges are the contract tests check.
@@ -68,7 +68,7 @@ def cue_values(cue: Cue) -> dict[str, Any]:
 
 
 def as_text(v: Any) -> str:
-    v = plain(v)
+    v = osc_arg(v)
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     if isinstance(v, float):

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..backgrounds.crossfade import Crossfader
+from ..latest import Latest
 from ..types import Background
 
 log = logging.getLogger("pcp_osc.sinks")
@@ -76,8 +77,7 @@ class Sink:
         self.failed: str | None = None  # why the sink stopped, if it did
         self.last_published_id: int | None = None
         self.on_published: Callable[["Sink", Background], None] | None = None
-        self._slot: Background | None = None
-        self._cond = threading.Condition()
+        self._slot: Latest[Background] = Latest()
         self._stop = threading.Event()
         self._opened = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,6 +104,7 @@ class Sink:
         if self._thread is not None:
             return
         self._stop.clear()
+        self._slot.open()
         self._thread = threading.Thread(target=self._run, name=f"sink-{self.kind}", daemon=True)
         self._thread.start()
         if not self._opened.wait(OPEN_TIMEOUT_S):
@@ -111,16 +112,12 @@ class Sink:
 
     def send(self, background: Background) -> None:
         """Hand a background over. Never blocks: the newest replaces any not yet published."""
-        with self._cond:
-            if self._slot is not None:
-                self.skipped += 1
-            self._slot = background
-            self._cond.notify()
+        if self._slot.put(background):
+            self.skipped += 1
 
     def stop(self) -> None:
         self._stop.set()
-        with self._cond:
-            self._cond.notify()
+        self._slot.close()
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S)
             if self._thread.is_alive():
@@ -130,11 +127,7 @@ class Sink:
     # ------------------------------------------------------------------ thread
 
     def _take(self, timeout_s: float | None) -> Background | None:
-        with self._cond:
-            if self._slot is None and not self._stop.is_set():
-                self._cond.wait(timeout_s)
-            bg, self._slot = self._slot, None
-            return bg
+        return self._slot.take(timeout_s)
 
     def _run(self) -> None:
         try:

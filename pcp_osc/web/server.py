@@ -37,6 +37,7 @@ from aiohttp import web
 
 from ..config import parse_hostport
 from ..emotions import EMOTIONS
+from ..types import plain
 from .preview import decode_frame, render_background, render_preview
 
 log = logging.getLogger("pcp_osc.web")
@@ -203,7 +204,7 @@ class WebDashboard:
 
     def _on_control(self, event: Any) -> None:
         self._call(self._broadcast, "control", {
-            "address": event.address, "args": [_plain(a) for a in event.args], "sender": event.sender,
+            "address": event.address, "args": plain(list(event.args)), "sender": event.sender,
             "accepted": bool(event.accepted), "message": event.message, "wall_time": event.wall_time,
         })
 
@@ -235,7 +236,7 @@ class WebDashboard:
             self._offer(q, frame)
 
     def _publish_cue(self, cue: Any, sent_ms: float) -> None:
-        self._broadcast("cue", {**cue_json(cue), "sent_ms": sent_ms})
+        self._broadcast("cue", {**cue.to_json(), "sent_ms": sent_ms})
 
     async def _push_live(self) -> None:
         last = None
@@ -389,17 +390,3 @@ class WebDashboard:
         self.counters["frames_received"] += 1
         return web.json_response({"ok": True, "frames": self.counters["frames_received"],
                                   "width": int(image.shape[1]), "height": int(image.shape[0])})
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
-
-
-def cue_json(cue: Any) -> dict:
-    return {
-        "id": int(cue.id), "emotion": cue.emotion_id, "confidence": round(float(cue.confidence), 4),
-        "source": cue.source, "faces": round(float(cue.mood.faces), 2), "hex": cue.colour.hex,
-        "color": [round(float(v), 4) for v in cue.colour.rgb], "reason": getattr(cue, "reason", "window"),
-        "intent": EMOTIONS[int(cue.intent)], "window_s": float(cue.window_s), "wall_time": float(cue.wall_time),
-        "shares": {e: round(float(v), 4) for e, v in zip(EMOTIONS, cue.mood.distribution)},
-    }
