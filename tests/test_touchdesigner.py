@@ -22,7 +22,7 @@ from osc_contract import contract  # noqa: E402
 from td_standin import KNOWN_PARAMETERS, Network, PanelValue  # noqa: E402
 
 from pcp_osc.config import OscConfig, SinksConfig, load_config, parse_hostport  # noqa: E402
-from pcp_osc.emotions import parse_emotion  # noqa: E402
+from pcp_osc.emotions import EMOTIONS, parse_emotion  # noqa: E402
 from pcp_osc.osc import cue_messages, live_messages  # noqa: E402
 from pcp_osc.routes import sample_cue  # noqa: E402
 
@@ -65,7 +65,8 @@ def test_build_saves_the_toe_next_to_the_script(built):
 
 
 def test_ports_match_the_daemons_defaults(built):
-    net, base, _ = built
+    net, base, ns = built
+    assert tuple(ns["EMOTIONS"]) == EMOTIONS  # the script's copy (TouchDesigner cannot import pcp_osc)
     osc = OscConfig()
     assert base.op("osc_numbers").par.port.val == parse_hostport(osc.target)[1] == 9011
     assert base.op("control_out").par.port.val == osc.control_port == 9010

@@ -44,7 +44,7 @@ CROSSFADE_S = 2.0  # generator.crossfade_s, for the file source (streams arrive 
 TINT = 0.6  # 0: background as is, 1: fully multiplied by the live colour
 WIDTH, HEIGHT = 1920, 1080
 PREFIX = '/pcp'
-EMOTIONS = ('joy', 'anxiety', 'anger', 'sadness', 'neutral')
+EMOTIONS = ('joy', 'anxiety', 'anger', 'sadness', 'neutral')  # pcp_osc/emotions.py's order; a test keeps them equal
 
 # OSC addresses this network reads and sends (every one is in docs/OSC.md).
 NUMBER_ADDRESSES = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..emotions import EMOTIONS
 from .presets import PRESETS
 from .values import PLACEHOLDERS
 
@@ -74,7 +75,7 @@ def routes_markdown() -> str:
         "  (rounded), `{name:s}` string.",
         "- `1` is an int, `1.0` a float, `'text'` or `\"text\"` a string in which `{name}` and Python",
         "  format specs are filled in: `'Go+ Sequence {look}'`, `'At {r100:.0f}'`.",
-        "- An option that is a list of five (one per emotion: joy, anxiety, anger, sadness, neutral) is",
+        f"- An option that is a list of five (one per emotion: {', '.join(EMOTIONS)}) is",
         "  picked by the cue's emotion under its singular name: `looks = [1, 2, 3, 4, 5]` gives `{look}`.",
         "",
         "| placeholder | OSC type | range | meaning |",

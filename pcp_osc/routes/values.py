@@ -13,7 +13,7 @@ from ..types import Colour, Cue, Mood
 
 # name: (OSC type, (lo, hi) or None, meaning). The value ranges are the contract tests check.
 PLACEHOLDERS: dict[str, tuple[str, tuple[float, float] | None, str]] = {
-    "emotion": ("s", None, "joy, anxiety, anger, sadness or neutral"),
+    "emotion": ("s", None, f"{', '.join(EMOTIONS[:-1])} or {EMOTIONS[-1]}"),
     "index": ("i", (0, 4), "emotion index, 0-based"),
     "index1": ("i", (1, 5), "emotion index, 1-based (cue and playback numbers)"),
     "confidence": ("f", (0.0, 1.0), "confidence of the emotion over the window"),

@@ -8,6 +8,7 @@ Routes
   GET  /                  the dashboard page
   GET  /camera            the browser camera page (a phone in the hall as the audience camera)
   GET  /static/...        page assets (served locally: no CDN)
+  GET  /emotions.js       the emotions' names in order, from pcp_osc/emotions.py
   GET  /api/status        daemon.status() plus the dashboard's own counters
   GET  /api/events        server-sent events: cue, live, status, control, background
   GET  /api/preview.jpg   the latest frame with face boxes (?blur=0 shows faces)
@@ -169,6 +170,7 @@ class WebDashboard:
         app = web.Application(client_max_size=self.cfg.max_frame_bytes, middlewares=[self._auth])
         app.router.add_get("/", self._page("index.html"))
         app.router.add_get("/camera", self._page("camera.html"))
+        app.router.add_get("/emotions.js", self._emotions_js)
         app.router.add_static("/static/", STATIC, show_index=False)
         app.router.add_get("/api/status", self._status)
         app.router.add_get("/api/events", self._events)
@@ -287,6 +289,11 @@ class WebDashboard:
         async def handler(request: web.Request) -> web.StreamResponse:
             return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
         return handler
+
+    async def _emotions_js(self, request: web.Request) -> web.Response:
+        """The emotions' names and order for the pages, from pcp_osc/emotions.py (the one list)."""
+        return web.Response(text=f"const EMOTIONS = {json.dumps(list(EMOTIONS))};\n", content_type="text/javascript",
+                            headers={"Cache-Control": "no-cache"})
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(self._status_json())

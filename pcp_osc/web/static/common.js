@@ -1,6 +1,6 @@
 // Shared by the dashboard and the camera page: the control token and API calls.
 "use strict";
-const EMOTIONS = ["joy", "anxiety", "anger", "sadness", "neutral"];
+// EMOTIONS (names, in order) comes from /emotions.js, written by the server from pcp_osc/emotions.py.
 
 const PCP = (() => {
   // The token arrives once in the address printed at start-up (?token=...) and is
