@@ -20,6 +20,18 @@ importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # patches socket in this process
 
 
+# Fixtures that make a test slow: YOLO trained on the CPU (once per session, about 1.5 minutes)
+# and the tiny Stable Diffusion pipeline. Tests using them are marked `slow`; a test or module
+# can also say so itself with @pytest.mark.slow / pytestmark.
+SLOW_FIXTURES = {"yolo_ws", "tiny_model", "tiny_taesd"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     path = Path(os.environ["PCP_NETBLOCK_LOG"])
     if path.exists() and path.read_text().strip():
@@ -34,5 +46,6 @@ def receiver():
     r = OscReceiver()
     yield r
     r.close()
+    r.assert_all_osc()  # something sent the show's receiver a datagram that is not OSC
 
 from yolo_session import yolo_ws  # noqa: E402,F401  (session fixture: YOLO trained once for test_yolo/test_eval)

@@ -20,7 +20,10 @@ class Received:
 
 
 class OscReceiver:
-    """Binds a UDP port on 127.0.0.1 and records every OSC message that arrives."""
+    """Binds a UDP port on 127.0.0.1 and records every OSC message that arrives.
+
+    A datagram it cannot parse is recorded in ``bad`` (the thread goes on); the ``receiver``
+    fixture fails the test if anything sent to it was not OSC, and ``wait_for`` says so."""
 
     def __init__(self, port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -29,6 +32,7 @@ class OscReceiver:
         self.port = self.sock.getsockname()[1]
         self.messages: list[Received] = []
         self.raw: list[bytes] = []
+        self.bad: list[tuple[bytes, str]] = []  # (datagram, why) for anything that is not OSC
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -45,10 +49,16 @@ class OscReceiver:
             except (socket.timeout, OSError):
                 continue
             now = time.monotonic()
+            try:
+                parsed = [Received(m.message.address, list(m.message.params), now, addr) for m in OscPacket(data).messages]
+            except Exception as e:  # python-osc raises assorted errors on garbage
+                with self._lock:
+                    self.raw.append(data)
+                    self.bad.append((data, f"{type(e).__name__}: {e}"))
+                continue
             with self._lock:
                 self.raw.append(data)
-                for m in OscPacket(data).messages:
-                    self.messages.append(Received(m.message.address, list(m.message.params), now, addr))
+                self.messages.extend(parsed)
 
     def all(self, address: str | None = None) -> list[Received]:
         with self._lock:
@@ -66,7 +76,17 @@ class OscReceiver:
                     return m
             time.sleep(0.01)
         seen = sorted({m.address for m in self.all()})
-        raise AssertionError(f"no {address} matching within {timeout_s} s; addresses seen: {seen}")
+        raise AssertionError(f"no {address} matching within {timeout_s} s; addresses seen: {seen}{self.bad_text()}")
+
+    def bad_text(self) -> str:
+        with self._lock:
+            if not self.bad:
+                return ""
+            data, why = self.bad[0]
+            return f"; {len(self.bad)} datagram(s) were not OSC, the first {data[:60]!r} ({why})"
+
+    def assert_all_osc(self) -> None:
+        assert not self.bad, f"the receiver got datagrams that are not OSC{self.bad_text()}"
 
     def cues(self) -> list[dict]:
         """Cues reassembled from the one-value messages, in arrival order (a cue starts at /pcp/cue/id)."""
