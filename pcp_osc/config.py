@@ -16,6 +16,7 @@ Field metadata understood by the validator:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import types
 import typing
@@ -56,6 +57,15 @@ def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT with a port 1..65535")
     return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, doc: str = "", **meta: Any) -> Any:
@@ -220,11 +230,16 @@ class LogConfig:
 class WebConfig:
     enabled: bool = opt(False, doc="serve the operator dashboard")
     bind: str = opt("127.0.0.1:8080", check=_hostport_check, doc="HOST:PORT for the dashboard")
-    token: str = opt("", doc="control token (empty: a random one printed at start when not on loopback)")
-    blur_faces: bool = opt(True, doc="blur faces in the preview by default")
+    token: str = opt("", doc="control token (empty: a new random one at each start, carried by the address printed then)")
+    require_token: bool = opt(True, doc="every /api/ call needs the token, on loopback too (false: no token, allowed only with bind on loopback; osc.allowed_senders then applies to the page's controls)")
+    hosts: list[str] = opt(factory=list, doc="more names the dashboard answers to (Host header), e.g. [\"show-laptop.local\"]; its own address, localhost and loopback always work")
+    blur_faces: bool = opt(True, doc="blur faces in the preview")
+    allow_unblurred: bool = opt(False, doc="let the page's 'blur faces' switch show faces sharp (off: the server blurs them whatever the page asks)")
     tls_cert: str = opt("", doc="PEM certificate: serve HTTPS (a phone's browser camera needs it off localhost)")
     tls_key: str = opt("", doc="PEM private key for tls_cert")
     max_frame_bytes: int = opt(8_000_000, range=(10_000, 100_000_000), doc="largest frame the camera page may post")
+    max_frame_pixels: int = opt(8_294_400, range=(10_000, 100_000_000), doc="largest frame in pixels, width x height read from the image header before decoding (3840x2160 = 8294400)")
+    max_decodes: int = opt(2, range=(1, 16), doc="camera frames read and decoded at once; more are refused with HTTP 503 and the page tries again")
 
 
 @dataclass
@@ -326,6 +341,14 @@ def _post_check(obj: Any, where: str) -> None:
                 ) from None
     if isinstance(obj, CaptureConfig) and obj.reconnect_min_s > obj.reconnect_max_s:
         raise ConfigError(f"{where}.reconnect_min_s must not exceed {where}.reconnect_max_s")
+    if isinstance(obj, WebConfig) and not obj.require_token:
+        host = parse_hostport(obj.bind)[0]
+        if not _is_loopback(host):
+            raise ConfigError(
+                f"{where}.require_token = false is allowed only on loopback, but {where}.bind = {obj.bind!r}: "
+                "anyone on the show network could drive the show; keep the token, or bind 127.0.0.1")
+        if obj.token:
+            raise ConfigError(f"{where}.token is set but {where}.require_token = false; keep one of the two")
     if isinstance(obj, OscConfig):
         if not obj.prefix.startswith("/") or obj.prefix.endswith("/") or " " in obj.prefix:
             raise ConfigError(f"{where}.prefix = {obj.prefix!r} must start with '/' and not end with '/' (e.g. \"/pcp\")")

@@ -90,7 +90,7 @@ def test_dashboard_shows_live_cues_and_a_click_changes_the_next_cue(monkeypatch,
     with running_show("demo") as (daemon, dash, cues, controls), sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 950})
-        page.goto(dash.url)
+        page.goto(dash.url_with_token())  # the address printed at start-up, token included
         first = wait_for(lambda: page.text_content("#cue-id").strip("# ").split(" ")[0].isdigit()
                          and page.text_content("#cue-id"), what="a cue on the page")
         # live values change as cues arrive: the cue number moves on without a reload
@@ -136,7 +136,7 @@ def test_browser_camera_page_delivers_frames_the_daemon_processes() -> None:
         assert daemon.browser_source is not None
         browser = launch(p, fake_camera=True)
         page = browser.new_page(viewport={"width": 800, "height": 900})
-        page.goto(dash.url + "camera")
+        page.goto(dash.url_with_token("camera"))
         page.fill("#interval", "0.3")  # the operator picks the interval on the page
         page.click("#start")
         wait_for(lambda: page.evaluate("window.pcpCamera.sent") >= 4, timeout_s=30, what="frames sent by the camera page")
@@ -153,12 +153,12 @@ def test_browser_camera_page_delivers_frames_the_daemon_processes() -> None:
 def test_a_corrupt_frame_gets_a_clear_400_and_the_show_goes_on() -> None:
     with running_show("browser") as (daemon, dash, cues, _):
         status, body = http("POST", dash.url + "api/frame", b"\xff\xd8\xff\xe0 this is not really a jpeg",
-                            {"Content-Type": "image/jpeg"})
+                            {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
         assert status == 400 and "not a JPEG or PNG image" in body["error"]
-        status, body = http("POST", dash.url + "api/frame", b"", {"Content-Type": "image/jpeg"})
+        status, body = http("POST", dash.url + "api/frame", b"", {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
         assert status == 400 and "empty" in body["error"]
         ok, jpg = cv2.imencode(".jpg", cv2.imread(str(DATA / "obama_portrait.jpg")))
-        status, body = http("POST", dash.url + "api/frame", bytes(jpg), {"Content-Type": "image/jpeg"})
+        status, body = http("POST", dash.url + "api/frame", bytes(jpg), {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
         assert status == 200 and body["ok"] is True
         n = len(cues)
         wait_for(lambda: len(cues) > n, what="cues after the bad frames")
@@ -169,7 +169,7 @@ def test_a_corrupt_frame_gets_a_clear_400_and_the_show_goes_on() -> None:
 def test_frames_are_refused_when_the_show_uses_another_camera() -> None:
     with running_show("demo") as (_, dash, _, _):
         ok, jpg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))
-        status, body = http("POST", dash.url + "api/frame", bytes(jpg), {"Content-Type": "image/jpeg"})
+        status, body = http("POST", dash.url + "api/frame", bytes(jpg), {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
         assert status == 409 and "--source browser" in body["error"]
 
 

@@ -72,6 +72,8 @@ class DefaultBackend:
     def __init__(self, cfg) -> None:
         import onnxruntime as ort
 
+        ort.disable_telemetry_events()  # and ORT_DISABLE_TELEMETRY, set in pcp_osc/__init__.py before the import
+
         self.cfg = cfg
         self.threads = int(cfg.threads) if cfg.threads else min(4, os.cpu_count() or 1)
         weights_dir = getattr(cfg, "weights_dir", "") or None

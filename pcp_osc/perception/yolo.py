@@ -134,6 +134,8 @@ class _OnnxRunner:
     def __init__(self, path: Path, device: str, threads: int = 0) -> None:
         import onnxruntime as ort
 
+        ort.disable_telemetry_events()  # and ORT_DISABLE_TELEMETRY, set in pcp_osc/__init__.py before the import
+
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -215,6 +217,17 @@ class _TorchRunner:
         return np.concatenate(outs)
 
 
+def _warn_pickle(path: Path) -> None:
+    """A .pt file is a Python pickle: loading it runs whatever code it carries. Weights
+    trained on this machine sit in a training run folder (weights/ beside args.yaml) and
+    are trusted; any other .pt gets a warning that says what to do instead."""
+    if path.parent.name == "weights" and (path.parent.parent / "args.yaml").is_file():
+        return
+    log.warning("YOLO weights %s are a .pt file, a Python pickle: loading it runs any code inside it. Use .pt "
+                "files only from your own training (pcp-osc train); ask others for an exported .onnx, which "
+                "holds no code (pcp-osc export turns your own .pt into one)", path)
+
+
 # --------------------------------------------------------------------------- backend
 
 
@@ -235,6 +248,7 @@ class YoloBackend:
         if suffix == ".onnx":
             self.runner: _OnnxRunner | _TorchRunner = _OnnxRunner(path, device, getattr(cfg, "threads", 0))
         elif suffix == ".pt":
+            _warn_pickle(path)
             self.runner = _TorchRunner(path, device)
         else:
             raise PerceptionError(f"YOLO weights {path.name!r} must be an ultralytics .pt or an exported .onnx")

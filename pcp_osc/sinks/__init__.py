@@ -7,9 +7,11 @@
 
 or simply ``attach_sinks(daemon)``. Kinds: ``ndi`` (everywhere, cyndilib),
 ``syphon`` (macOS), ``spout`` (Windows), ``file`` (everywhere). With no kinds
-configured, the platform default: macOS syphon+file, Windows spout+file, Linux
-ndi (when cyndilib imports) else file. A sink this machine cannot run is skipped
-with one clear log line at start-up; the others go on.
+configured, only what stays on this machine and was asked for: Syphon on macOS,
+Spout on Windows, and ``file`` when ``sinks.file_dir`` names a folder; never NDI,
+which announces itself on the network (name it in ``kinds`` or ``--sink ndi``).
+A sink this machine cannot run is skipped with one clear log line at start-up;
+the others go on.
 """
 
 from __future__ import annotations
@@ -49,14 +51,13 @@ def unavailable_reason(kind: str) -> str | None:
     return None
 
 
-def default_kinds(platform: str | None = None) -> list[str]:
-    """The platform's sinks when the config names none."""
+def default_kinds(platform: str | None = None, file_dir: str = "") -> list[str]:
+    """The sinks used when the config names none: the platform's machine-local texture
+    sharing (Syphon, Spout), plus ``file`` when a folder is named. Never a network
+    publisher: NDI runs only when configured."""
     platform = platform or sys.platform
-    if platform == "darwin":
-        return ["syphon", "file"]
-    if platform == "win32":
-        return ["spout", "file"]
-    return ["ndi"] if unavailable_reason("ndi") is None else ["file"]
+    kinds = {"darwin": ["syphon"], "win32": ["spout"]}.get(platform, [])
+    return kinds + (["file"] if file_dir else [])
 
 
 def check_kinds(kinds: Iterable[str], where: str = "sinks.kinds") -> list[str]:
@@ -79,9 +80,14 @@ def make_sinks(
 ) -> list[Sink]:
     """Build the configured sinks (not started). Sinks this machine cannot run are left
     out with a log line naming the kind, the reason and the platform."""
-    kinds = check_kinds(sinks_cfg.kinds) if sinks_cfg.kinds else default_kinds()
+    kinds = check_kinds(sinks_cfg.kinds) if sinks_cfg.kinds else default_kinds(file_dir=sinks_cfg.file_dir)
     if not sinks_cfg.kinds:
-        log.info("no sinks configured: using this platform's default (%s)", ", ".join(kinds))
+        if kinds:
+            log.info("no sinks configured: using this machine's local default (%s)", ", ".join(kinds))
+        else:
+            log.info("no texture sink configured: backgrounds stay in the daemon (dashboard, show log); "
+                     "publish them with --sink ndi, --sink file:FOLDER or [sinks] kinds")
+            return []
     sinks: list[Sink] = []
     for kind in kinds:
         reason = unavailable_reason(kind)

@@ -10,9 +10,11 @@ receivers that watch one fixed file. Only the newest ``keep`` pictures stay.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,7 +49,12 @@ class FileSink(Sink):
             raise ValueError(f"file sink format {image_format!r} is not allowed; choose png or jpg")
         if keep < 1:
             raise ValueError(f"file sink keep = {keep} must be at least 1")
+        # No folder named: a temporary one, removed when the sink stops (and at exit, should
+        # stop never come), so runs do not pile pcp-osc-backgrounds-* folders up in /tmp.
+        self.temporary = not folder
         self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="pcp-osc-backgrounds-"))
+        if self.temporary:
+            atexit.register(shutil.rmtree, self.folder, True)
         self.image_format = image_format
         self.keep = int(keep)
         self.last_path: Path | None = None
@@ -66,7 +73,16 @@ class FileSink(Sink):
             raise OSError(f"cannot create the background folder {str(self.folder)!r}: {e.strerror or e}") from None
         if not os.access(self.folder, os.W_OK):
             raise PermissionError(f"the background folder {str(self.folder)!r} is not writable")
-        log.info("file sink writes backgrounds to %s", self.folder)
+        if self.temporary:
+            log.info("file sink writes backgrounds to %s, a temporary folder removed when pcp-osc stops "
+                     "(name a folder to keep them: --sink file:FOLDER or sinks.file_dir)", self.folder)
+        else:
+            log.info("file sink writes backgrounds to %s", self.folder)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.temporary:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _publish(self, bg: Background) -> None:
         data = encode_image(bg.image, self.image_format)

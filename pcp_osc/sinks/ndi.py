@@ -16,9 +16,11 @@ uses, which helps the finders running here (the tests, `pcp-osc doctor`).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -61,6 +63,8 @@ def configure_extra_ips(extra_ips: list[str], config_dir: str | os.PathLike | No
         log.info("NDI_CONFIG_DIR is already %s; add %s to its networks.ips yourself if discovery fails", existing, ",".join(ips))
         return Path(existing)
     folder = Path(config_dir) if config_dir else Path(tempfile.mkdtemp(prefix="pcp-osc-ndi-"))
+    if not config_dir:
+        atexit.register(shutil.rmtree, folder, True)  # NDI reads it once, at start: nothing needs it after exit
     folder.mkdir(parents=True, exist_ok=True)
     (folder / NDI_CONFIG_FILE).write_text(
         json.dumps({"ndi": {"networks": {"ips": ",".join(ips), "discovery": ""}}}, indent=2), encoding="utf-8"

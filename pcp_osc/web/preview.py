@@ -67,13 +67,78 @@ def render_background(image_rgb: np.ndarray, width_px: int = PREVIEW_WIDTH_PX) -
     return bytes(buf)
 
 
-def decode_frame(data: bytes) -> np.ndarray:
-    """A posted camera frame (JPEG, or PNG) -> BGR uint8. ValueError with what was wrong."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT (C4), JPG (C8) or DAC (CC)
+JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def frame_size(data: bytes) -> tuple[str, int, int]:
+    """(format, width_px, height_px) of a JPEG or PNG read from its header alone, without
+    decoding a pixel: a small file can declare a huge picture (a 421 KB PNG of 20000x20000
+    needs 1.2 GB once decoded). ValueError naming what was wrong."""
+    if data[:8] == PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise _not_an_image(data, "its PNG image header (IHDR) is missing")
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        fmt = "PNG"
+    elif data[:2] == b"\xff\xd8":
+        width = height = -1
+        i, n = 2, len(data)
+        while i + 4 <= n:
+            if data[i] != 0xFF:
+                raise _not_an_image(data, f"no JPEG marker at byte {i}")
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte before a marker
+                i += 1
+                continue
+            if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                i += 2
+                continue
+            if marker in (0xD9, 0xDA):  # end of image, or the scan began: no frame header came first
+                break
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            if length < 2:
+                raise _not_an_image(data, f"JPEG segment length {length} at byte {i}")
+            if marker in JPEG_SOF:
+                if i + 9 > n:
+                    break
+                height, width = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+                break
+            i += 2 + length
+        if width < 0:
+            raise _not_an_image(data, "no JPEG frame header (SOF) before its image data")
+        fmt = "JPEG"
+    else:
+        raise _not_an_image(data, "only JPEG and PNG are accepted")
+    if width == 0 or height == 0:
+        raise ValueError(f"the posted {fmt} declares {width}x{height} pixels; a camera frame has both sides above 0")
+    return fmt, width, height
+
+
+def decode_frame(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """A posted camera frame (JPEG, or PNG) -> BGR uint8. ValueError with what was wrong.
+
+    Only JPEG and PNG are decoded, and only after their header says the picture has at
+    most ``max_pixels`` pixels (width x height), so a decompression bomb costs nothing."""
     if not data:
         raise ValueError("the posted frame is empty; the camera page posts one JPEG image per request")
+    fmt, width, height = frame_size(data)
+    if max_pixels is not None and width * height > max_pixels:
+        raise FrameTooLarge(
+            f"the posted {fmt} is {width}x{height} = {width * height:,} pixels, more than "
+            f"web.max_frame_pixels = {max_pixels:,}; lower the camera page's resolution")
     arr = np.frombuffer(data, dtype=np.uint8)
     img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         head = data[:4].hex()
         raise ValueError(f"the posted frame ({len(data)} bytes, starting {head}) is not a JPEG or PNG image that can be decoded")
     return img
+
+
+def _not_an_image(data: bytes, detail: str) -> ValueError:
+    return ValueError(f"the posted frame ({len(data)} bytes, starting {data[:4].hex()}) is not a JPEG or PNG image "
+                      f"that can be decoded ({detail})")
+
+
+class FrameTooLarge(ValueError):
+    """A posted frame whose header declares more pixels than allowed (HTTP 413)."""

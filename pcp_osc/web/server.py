@@ -16,8 +16,24 @@ Routes
   POST /api/control       {"address": "/pcp/intent" | "intent", "args": [...]}  -> daemon.control
   POST /api/frame         one JPEG from the camera page -> daemon.browser_source.push
 
-Every /api/ route needs the token when one is required (bound beyond loopback,
-or web.token set): header ``X-PCP-Token`` or query ``?token=``.
+The dashboard is the operator's alone (see docs/OPERATOR.md, "Who can use the dashboard"):
+  - every /api/ call needs the token (header ``X-PCP-Token`` or query ``?token=``), on
+    loopback too, unless ``web.require_token = false`` (allowed on loopback only; then
+    ``osc.allowed_senders`` applies to /api/control);
+  - every request's ``Host`` must be this dashboard's own address, localhost, a loopback
+    address or a name in ``web.hosts`` (DNS rebinding: a page on evil.example whose name
+    now points at 127.0.0.1 still says ``Host: evil.example``);
+  - a request with an ``Origin`` must come from this dashboard's own origin, and an API
+    request a browser marks as cross-site (``Sec-Fetch-Site``) is refused;
+  - /api/control takes only ``application/json`` (a cross-site form or ``text/plain``
+    fetch cannot send it without a CORS preflight, which this server never grants),
+    /api/frame only ``image/jpeg`` or ``image/png``;
+  - the preview blurs faces when ``web.blur_faces`` is on, whatever the page asks,
+    unless ``web.allow_unblurred``;
+  - a posted frame's size is read from its header and refused above
+    ``web.max_frame_pixels`` before it is decoded; at most ``web.max_decodes`` frames
+    are read and decoded at once; bodies are bounded; a malformed body is a 4xx naming
+    what was wrong.
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import secrets
 import ssl
 import threading
@@ -39,7 +56,7 @@ from aiohttp import web
 from ..config import parse_hostport
 from ..emotions import EMOTIONS
 from ..types import plain
-from .preview import decode_frame, render_background, render_preview
+from .preview import FrameTooLarge, decode_frame, render_background, render_preview
 
 log = logging.getLogger("pcp_osc.web")
 
@@ -49,6 +66,20 @@ STATUS_PUSH_S = 1.0
 CLIENT_QUEUE_EVENTS = 256  # a browser this far behind is dropped (it reconnects and gets a fresh state)
 KEEPALIVE_S = 15.0
 CONTROL_NAMES = ("intent", "override", "release", "generate", "marker", "window", "blend", "ping")
+MAX_CONTROL_BYTES = 16_384  # a control is a few dozen bytes of JSON
+MAX_CONTROL_ARGS = 16
+MAX_CONTROL_TEXT = 1_000  # characters in one string argument (a marker's name)
+MAX_ADDRESS_CHARS = 200
+CONTROL_EXAMPLE = 'send JSON like {"address": "/pcp/intent", "args": ["joy"]}'
+FRAME_TYPES = ("image/jpeg", "image/png")
+SECURITY_HEADERS = {
+    # no other site may frame the dashboard (a framed page can trick the operator into clicks)
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # the token travels in the page's own URLs: never in a Referer
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -67,11 +98,21 @@ class WebDashboard:
         self.daemon = daemon
         self.cfg = web_cfg
         self.host, self.port = parse_hostport(bind or web_cfg.bind)
-        self.token_required = bool(web_cfg.token) or not is_loopback(self.host)
-        self.token = web_cfg.token or (secrets.token_urlsafe(12) if self.token_required else "")
+        require = bool(getattr(web_cfg, "require_token", True))
+        if not require and not is_loopback(self.host):
+            raise ValueError(f"web.require_token = false is allowed only on loopback, not on {self.host}: "
+                             "anyone on the show network could drive the show")
+        self.token_required = require or bool(web_cfg.token)
+        self.token = web_cfg.token or (secrets.token_urlsafe(16) if self.token_required else "")
+        self.names = {"localhost", self.host.lower()} | {h.strip().lower().rstrip(".") for h in getattr(web_cfg, "hosts", [])}
+        self.any_address = self.host in ("0.0.0.0", "::", "")
+        self.allowed_senders = self._allowed_senders()
+        self.blur_enforced = bool(web_cfg.blur_faces) and not bool(getattr(web_cfg, "allow_unblurred", False))
+        self._frames_busy = 0
         self.ssl_context = self._ssl_context()
         self.scheme = "https" if self.ssl_context else "http"
-        self.counters = {"frames_received": 0, "frames_refused": 0, "controls": 0, "previews": 0, "clients": 0, "unauthorised": 0}
+        self.counters = {"frames_received": 0, "frames_refused": 0, "controls": 0, "previews": 0, "clients": 0, "unauthorised": 0,
+                         "requests_refused": 0}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -167,7 +208,8 @@ class WebDashboard:
             loop.close()
 
     async def _startup(self) -> None:
-        app = web.Application(client_max_size=self.cfg.max_frame_bytes, middlewares=[self._auth])
+        app = web.Application(client_max_size=self.cfg.max_frame_bytes, middlewares=[self._guard])
+        app.on_response_prepare.append(self._security_headers)
         app.router.add_get("/", self._page("index.html"))
         app.router.add_get("/camera", self._page("camera.html"))
         app.router.add_get("/emotions.js", self._emotions_js)
@@ -266,7 +308,7 @@ class WebDashboard:
             st = dict(self.daemon.status())
         except Exception as e:  # status must never take the dashboard down
             st = {"status": f"status unavailable: {e}"}
-        st["web"] = dict(self.counters, blur_default=bool(self.cfg.blur_faces),
+        st["web"] = dict(self.counters, blur_default=bool(self.cfg.blur_faces), blur_enforced=self.blur_enforced,
                          browser_camera=getattr(self.daemon, "browser_source", None) is not None,
                          token_required=self.token_required)
         st["colours"] = self.colours
@@ -275,7 +317,12 @@ class WebDashboard:
     # ------------------------------------------------------------------ HTTP
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler):
+    async def _guard(self, request: web.Request, handler):
+        problem = self._foreign(request)
+        if problem:
+            self.counters["requests_refused"] += 1
+            self._note_refused(request, problem)
+            return web.json_response({"error": problem}, status=403)
         if self.token_required and request.path.startswith("/api/"):
             given = request.headers.get("X-PCP-Token") or request.query.get("token", "")
             if not hmac.compare_digest(given.encode(), self.token.encode()):
@@ -284,6 +331,84 @@ class WebDashboard:
                     {"error": "this dashboard needs its control token: open the address printed when pcp-osc started "
                               "(it ends in ?token=...)"}, status=401)
         return await handler(request)
+
+    async def _security_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+
+    def _foreign(self, request: web.Request) -> str | None:
+        """Why a request does not come from this dashboard's own page (or a tool on this
+        machine), or None when it may go on."""
+        host_header = request.headers.get("Host", "")
+        host, port = _split_authority(host_header)
+        if not host_header or not self._host_allowed(host):
+            return (f"this dashboard answers to its own address ({self.url}), localhost and web.hosts, "
+                    f"not to Host {host_header!r}; add the name to web.hosts if it is yours")
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            o_scheme, _, o_authority = origin.partition("://")
+            o_host, o_port = _split_authority(o_authority)
+            default = 443 if o_scheme == "https" else 80
+            if origin == "null" or not o_authority or (o_host, o_port or default) != (host, port or default):
+                return (f"a page from {origin} may not use this dashboard; only the dashboard's own page "
+                        f"({o_scheme or self.scheme}://{host_header}) may")
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and request.path.startswith("/api/") and site not in ("same-origin", "none"):
+            return f"a {site} request may not use this dashboard's API; only the dashboard's own page may"
+        return None
+
+    def _host_allowed(self, host: str) -> bool:
+        if host in self.names:
+            return True
+        try:
+            ip = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return False  # a name that is not ours: DNS rebinding or a misdirected request
+        if ip.is_loopback:
+            return True
+        if self.any_address:
+            # bound to every interface: any address of this machine reaches us. An address
+            # literal cannot be a rebinding attack (the browser's origin is the address itself).
+            return True
+        try:
+            return ip == ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+
+    def _note_refused(self, request: web.Request, problem: str) -> None:
+        now = time.monotonic()
+        if now - getattr(self, "_last_refused_log", -1e9) >= 10.0:  # a hostile page may retry fast: one line per 10 s
+            self._last_refused_log = now
+            log.warning("dashboard refused %s %s from %s: %s", request.method, _printable(request.path),
+                        request.remote, _printable(problem))
+
+    def _allowed_senders(self) -> list:
+        """osc.allowed_senders as addresses and networks, for the page's controls when
+        there is no token. Empty: everyone on loopback (the only place without a token)."""
+        osc = getattr(getattr(self.daemon, "config", None), "osc", None)
+        out = []
+        for entry in getattr(osc, "allowed_senders", None) or []:
+            text = str(entry).strip()
+            if text.lower() == "localhost":
+                out += [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+                continue
+            try:
+                out.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                log.warning("osc.allowed_senders entry %r is not an IP address or range; the dashboard ignores it",
+                            _printable(text))
+        return out
+
+    def _sender_allowed(self, remote: str | None) -> bool:
+        if not self.allowed_senders:
+            return True
+        try:
+            ip = ipaddress.ip_address((remote or "").partition("%")[0])
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.allowed_senders if net.version == ip.version)
 
     def _page(self, name: str):
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -326,7 +451,8 @@ class WebDashboard:
         latest = self._latest_live
         if latest is None:
             return web.Response(status=204)
-        blur = request.query.get("blur", "1" if self.cfg.blur_faces else "0") not in ("0", "false", "off")
+        asked = request.query.get("blur", "1" if self.cfg.blur_faces else "0") not in ("0", "false", "off")
+        blur = asked or self.blur_enforced  # the page may ask for more privacy, never for less
         key = (latest[2].index, id(latest[1]), blur)
         cached = self._preview_cache
         if cached is not None and cached[0] == key:
@@ -352,48 +478,142 @@ class WebDashboard:
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def _control(self, request: web.Request) -> web.Response:
+        def refuse(message: str, status: int = 400) -> web.Response:
+            self.counters["requests_refused"] += 1
+            return web.json_response({"accepted": False, "message": message}, status=status)
+
+        ctype = request.content_type.lower()
+        if ctype != "application/json":
+            return refuse(f"/api/control takes Content-Type application/json, not {_printable(ctype) or 'none'}; "
+                          f"{CONTROL_EXAMPLE}", 415)
+        if not self.token_required and not self._sender_allowed(request.remote):
+            return refuse(f"sender {request.remote} is not in osc.allowed_senders; use the dashboard's token "
+                          "(web.require_token) or add the address", 403)
+        raw = await _read_body(request, MAX_CONTROL_BYTES)
+        if raw is None:
+            return refuse(f"a control is at most {MAX_CONTROL_BYTES} bytes of JSON; {CONTROL_EXAMPLE}", 413)
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response({"accepted": False, "message": 'send JSON like {"address": "/pcp/intent", "args": ["joy"]}'},
-                                     status=400)
+            body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        except RecursionError:
+            return refuse(f"the JSON is nested too deeply; {CONTROL_EXAMPLE}")
+        except UnicodeDecodeError:
+            return refuse(f"the body is not UTF-8 text; {CONTROL_EXAMPLE}")
+        except ValueError as e:  # JSONDecodeError, an integer of thousands of digits, NaN/Infinity
+            return refuse(f"the body is not JSON a control can use ({_printable(str(e))[:160]}); {CONTROL_EXAMPLE}")
         if not isinstance(body, dict) or not isinstance(body.get("address"), str) or not isinstance(body.get("args", []), list):
-            return web.json_response({"accepted": False, "message": 'send JSON like {"address": "/pcp/intent", "args": ["joy"]}: '
-                                      "address a string, args a list"}, status=400)
+            return refuse(f"{CONTROL_EXAMPLE}: address a string, args a list")
+        address, args = body["address"], list(body.get("args", []))
+        problem = _control_problem(address, args)
+        if problem:
+            return refuse(f"{problem}; {CONTROL_EXAMPLE}")
         prefix = getattr(self.daemon, "prefix", "/pcp")
-        address = body["address"]
         if not address.startswith("/"):
             address = f"{prefix}/{address}"
         sender = f"web:{request.remote or '?'}"
         loop = asyncio.get_running_loop()
-        event = await loop.run_in_executor(None, self.daemon.control, address, list(body.get("args", [])), sender)
+        event = await loop.run_in_executor(None, self.daemon.control, address, args, sender)
         self.counters["controls"] += 1
         return web.json_response({"accepted": bool(event.accepted), "message": event.message},
                                  status=200 if event.accepted else 422)
 
     async def _frame(self, request: web.Request) -> web.Response:
+        def refuse(message: str, status: int) -> web.Response:
+            self.counters["frames_refused"] += 1
+            return web.json_response({"error": message}, status=status)
+
         source = getattr(self.daemon, "browser_source", None)
         if source is None:
-            self.counters["frames_refused"] += 1
+            return refuse("this show's camera is not the browser: start pcp-osc with --source browser "
+                          "(or capture.source = \"browser\") to use this page as the audience camera", 409)
+        ctype = request.content_type.lower()
+        if ctype not in FRAME_TYPES:
+            return refuse(f"/api/frame takes Content-Type image/jpeg or image/png, not {_printable(ctype) or 'none'}", 415)
+        limit = self.cfg.max_frame_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return refuse(f"the frame is larger than web.max_frame_bytes = {limit}; lower the camera page's resolution", 413)
+        if self._frames_busy >= self.cfg.max_decodes:
+            # the body is not even read: a flood of frames holds neither bytes nor pixels
             return web.json_response(
-                {"error": "this show's camera is not the browser: start pcp-osc with --source browser "
-                          "(or capture.source = \"browser\") to use this page as the audience camera"}, status=409)
+                {"error": f"the daemon is still decoding {self._frames_busy} frames (web.max_decodes = "
+                          f"{self.cfg.max_decodes}); send the next one when the last is answered"},
+                status=503, headers={"Retry-After": "1"})
+        self._frames_busy += 1
         try:
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            self.counters["frames_refused"] += 1
-            return web.json_response({"error": f"the frame is larger than web.max_frame_bytes = {self.cfg.max_frame_bytes}; "
-                                               "lower the camera page's resolution"}, status=413)
-        loop = asyncio.get_running_loop()
-        try:
-            image = await loop.run_in_executor(None, decode_frame, data)
-        except ValueError as e:
-            self.counters["frames_refused"] += 1
-            return web.json_response({"error": str(e)}, status=400)
+            data = await _read_body(request, limit)
+            if data is None:
+                return refuse(f"the frame is larger than web.max_frame_bytes = {limit}; lower the camera page's resolution", 413)
+            loop = asyncio.get_running_loop()
+            try:
+                image = await loop.run_in_executor(None, decode_frame, data, self.cfg.max_frame_pixels)
+            except FrameTooLarge as e:
+                return refuse(str(e), 413)
+            except ValueError as e:
+                return refuse(str(e), 400)
+        finally:
+            self._frames_busy -= 1
         ok = source.push(image)
         if not ok:
-            self.counters["frames_refused"] += 1
-            return web.json_response({"error": "the frame decoded but is not a colour image"}, status=400)
+            return refuse("the frame decoded but is not a colour image", 400)
         self.counters["frames_received"] += 1
         return web.json_response({"ok": True, "frames": self.counters["frames_received"],
                                   "width": int(image.shape[1]), "height": int(image.shape[0])})
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None once it passes ``limit`` bytes (never held whole)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    buf = bytearray()
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a control can use")
+
+
+def _control_problem(address: str, args: list) -> str | None:
+    """What is wrong with a control's address or arguments, or None."""
+    if not address or len(address) > MAX_ADDRESS_CHARS:
+        return f"address must be 1..{MAX_ADDRESS_CHARS} characters, got {len(address)}"
+    if len(args) > MAX_CONTROL_ARGS:
+        return f"a control takes at most {MAX_CONTROL_ARGS} args, got {len(args)}"
+    for i, a in enumerate(args):
+        if isinstance(a, bool):
+            continue
+        if isinstance(a, int):
+            if not -2**63 <= a < 2**63:
+                return f"args[{i}] is an integer of {len(str(abs(a)))} digits; numbers must fit 64 bits"
+        elif isinstance(a, float):
+            if not math.isfinite(a):
+                return f"args[{i}] = {a} is not a finite number"
+        elif isinstance(a, str):
+            if len(a) > MAX_CONTROL_TEXT:
+                return f"args[{i}] is {len(a)} characters long; at most {MAX_CONTROL_TEXT}"
+        else:
+            kind = {list: "a list", dict: "an object", type(None): "null"}.get(type(a), type(a).__name__)
+            return f"args[{i}] is {kind}; allowed: strings, numbers, true/false"
+    return None
+
+
+def _split_authority(authority: str) -> tuple[str, int | None]:
+    """"host:port" / "[v6]:port" / "host" -> (lower-case host, port or None)."""
+    a = authority.strip()
+    if a.startswith("["):
+        host, _, rest = a[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port = a.rpartition(":")
+        if not sep or ":" in host:  # no port, or a bare IPv6 address
+            host, port = a, ""
+    return host.lower().rstrip("."), (int(port) if port.isdigit() and len(port) <= 5 else None)
+
+
+def _printable(text: str) -> str:
+    """Text from the network, safe for a terminal and a log line (no escapes, no newlines)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))[:300]

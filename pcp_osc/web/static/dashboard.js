@@ -193,6 +193,10 @@ fetch("/api/status", { headers: PCP.headers() }).then((r) => r.json()).then((st)
   if (st.error) { $("status").textContent = st.error; $("status").className = "pill bad"; return; }
   paintColours(st.colours);
   $("blur").checked = st.web ? st.web.blur_default : true;
+  if (st.web && st.web.blur_enforced) {  // the server blurs faces whatever the page asks (web.allow_unblurred is off)
+    $("blur").disabled = true;
+    $("blur").parentElement.title = "faces are always blurred: set web.allow_unblurred = true to allow sharp previews";
+  }
   showStatus(st);
   connect();
   nextPreview();
