@@ -24,9 +24,10 @@ def require_chromium() -> None:
         raise AssertionError("headless Chromium is missing: apt-get install -y chromium (the tests never download a browser)")
 
 
-def launch(playwright, fake_camera: bool = False):
+def launch(playwright, fake_camera: bool = False, extra_args: list[str] | None = None):
     require_chromium()
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + (FAKE_CAMERA_ARGS if fake_camera else []))
+    return playwright.chromium.launch(executable_path=CHROMIUM,
+                                      args=ARGS + (FAKE_CAMERA_ARGS if fake_camera else []) + list(extra_args or []))
 
 
 def screenshot_path(name: str) -> Path:
