@@ -11,6 +11,7 @@ import sys
 
 from . import __version__
 from .commands import COMMAND_MODULES
+from .console import SafeFormatter, ThirdPartyFilter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,10 +61,14 @@ def setup_logging(level: int) -> logging.handlers.QueueListener:
     stream = logging.StreamHandler(sys.stderr)
     # On a terminal, clear the refreshing status line before a log line takes its place.
     prefix = "\r\033[K" if sys.stderr.isatty() else ""
-    stream.setFormatter(logging.Formatter(prefix + "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    # Messages can carry text from the network (marker names, addresses): the formatter
+    # escapes control characters so no record can drive the terminal or forge a line.
+    stream.setFormatter(SafeFormatter(prefix + "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     q: queue.Queue = queue.Queue(maxsize=LOG_QUEUE_RECORDS)
     root = logging.getLogger()
-    root.handlers[:] = [_DroppingQueueHandler(q)]
+    handler = _DroppingQueueHandler(q)
+    handler.addFilter(ThirdPartyFilter())  # python-osc warns on the root logger for every odd packet
+    root.handlers[:] = [handler]
     root.setLevel(level)
     listener = logging.handlers.QueueListener(q, stream, respect_handler_level=False)
     listener.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,7 +23,8 @@ from .capture import BrowserSource, FrameSource, SourceError, open_source
 from .config import Config, parse_hostport
 from .emotions import EMOTIONS, UnknownEmotion, parse_emotion
 from .mood import WINDOW_MAX_S, WINDOW_MIN_S, MoodTracker
-from .osc import ControlServer, OscOut, cue_messages, live_messages
+from .console import shown
+from .osc import AllowList, ControlLimits, ControlServer, OscOut, TokenBucket, cue_messages, live_messages, osc_json
 from .palette import colour_for, live_colour
 from .types import Cue, Faces, Frame, Mood
 
@@ -85,6 +86,15 @@ class Daemon:
         self.perception_ms = 0.0
         self._last_live_send = 0.0
         self.started = False
+        # Show control: the allow list is resolved once, here; limits per docs/OSC.md.
+        self.allow_list = AllowList(config.osc.allowed_senders)
+        self._controls = self._control_handlers()
+        self._control_cue_budget = TokenBucket(config.osc.max_control_cues_per_s)
+        self._control_cue_owed: str | None = None
+        self._pong_lock = threading.Lock()
+        self._pong_buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._pong_budget_all = TokenBucket(config.osc.max_pongs_per_s * PONGS_ALL_SENDERS_FACTOR)
+        self._pongs_owed: OrderedDict[str, None] = OrderedDict()
 
     # ------------------------------------------------------------------ events
     def subscribe(self, event: str, fn: Callable) -> None:
@@ -107,7 +117,9 @@ class Daemon:
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         c = self.config
-        self.control_server = ControlServer(c.osc.control_host, c.osc.control_port, self._on_osc_control, c.osc.allowed_senders)
+        limits = ControlLimits(max_bundle_messages=c.osc.max_bundle_messages, max_messages_per_s=c.osc.max_messages_per_s)
+        self.control_server = ControlServer(c.osc.control_host, c.osc.control_port, self._on_osc_control,
+                                            self.allow_list, limits, collapse=self._collapse_slot)
         self.control_server.start()
         log.info(
             "show control on UDP %s:%d; cues to %s", c.osc.control_host, self.control_server.port,
@@ -221,6 +233,8 @@ class Daemon:
                 mood = self.tracker.tick(now)
                 if mood is not None:
                     self._send_cue(mood, reason="window")
+            self._send_owed_control_cue()
+            self._send_owed_pongs()
             if now >= next_beat:
                 next_beat += HEARTBEAT_PERIOD_S
                 if next_beat <= now:  # stalled (suspend, debugger): one beat, not a burst
@@ -248,6 +262,7 @@ class Daemon:
             )
             self.cue_id += 1
             self.last_cue = cue
+            self._control_cue_owed = None  # this cue carries the latest state
             # Listeners only enqueue (log, generator, routes), so telling them first costs
             # microseconds and means a cue a receiver has seen is already queued for the log.
             self.emit("cue", cue)
@@ -316,99 +331,230 @@ class Daemon:
             },
             "counters": dict(self.counters) | ({
                 "control_received": cs.received, "control_malformed": cs.malformed, "control_refused": cs.refused,
+                "control_bundle_dropped": cs.bundle_dropped, "control_rate_dropped": cs.rate_dropped,
+                "control_superseded": cs.superseded,
             } if cs else {}) | {"osc_sent": self.osc.sent},
             "control_port": cs.port if cs else None,
             "generator": self.generator_worker.status() if self.generator_worker is not None else None,
+            "showlog": self.showlog.status() if self.showlog is not None else None,
         }
 
     # ------------------------------------------------------------------ show control
+    def _control_handlers(self) -> dict[str, Callable[[str, tuple, float], str]]:
+        """The show-control address map (docs/OSC.md, "In"): address -> handler.
+        A handler applies its message and returns what it did, or raises ValueError
+        saying what was wrong and what is allowed."""
+        p = self.prefix
+        return {
+            f"{p}/intent": self._ctl_intent,
+            f"{p}/override": self._ctl_override,
+            f"{p}/release": self._ctl_release,
+            f"{p}/generate": self._ctl_generate,
+            f"{p}/marker": self._ctl_marker,
+            f"{p}/window": self._ctl_window,
+            f"{p}/blend": self._ctl_blend,
+            f"{p}/ping": self._ctl_ping,
+        }
+
+    def _collapse_slot(self, address: str, sender: str) -> Any:
+        """For a sender over its message rate: messages that only set state wait in one
+        slot per kind (the newest replaces the older), so a storm ends in its latest
+        state; pings share one slot per sender (one later pong answers them all)."""
+        name = address[len(self.prefix) + 1:] if address.startswith(self.prefix + "/") else None
+        if name == "ping":
+            return ("ping", sender)
+        return COLLAPSIBLE_CONTROLS.get(name or "")
+
     def _on_osc_control(self, address: str, args: list, sender: str) -> None:
         event = self.control(address, args, sender)
         if not event.accepted and self.control_server is not None:
             self.control_server.note_bad(sender, event.message)
         if event.accepted and address == f"{self.prefix}/ping" and self.control_server is not None:
-            server = self.control_server
-            pong = lambda: server.reply(sender, f"{self.prefix}/pong")  # noqa: E731
-            # The pong waits (on the log's thread, not here) until everything received
-            # before the ping is committed: a pong means "what you sent is recorded".
-            if self.showlog is None or not self.showlog.after_commit(pong):
-                pong()
+            self._ping(sender)
 
     def control(self, address: str, args: list | tuple, sender: str = "local") -> ControlEvent:
         """Change the show: the one entry for OSC control and the web dashboard alike.
-        Never raises for bad input: the returned event says what was wrong."""
-        args = tuple(args)
+        Never raises for bad input: the returned event says what was wrong. The event's
+        args are JSON values (``osc_json``): blobs, timetags and the like included."""
+        raw = tuple(args)
+        handler = self._controls.get(address)
         try:
-            message = self._apply(address, args)
-            event = ControlEvent(address, args, sender, True, message)
+            if handler is None:
+                allowed = ", ".join(self._controls)
+                raise ValueError(f"unknown address {shown(address)}; show control understands {allowed}")
+            message = handler(address, raw, time.monotonic())
+            accepted = True
             self.counters["control_accepted"] += 1
         except ValueError as e:
-            event = ControlEvent(address, args, sender, False, str(e))
+            message, accepted = shown(str(e), 300, backslashes=False), False
             self.counters["control_rejected"] += 1
-        if event.accepted and address not in (f"{self.prefix}/ping",):
-            log.info("show control from %s: %s %s -> %s", sender, address, " ".join(map(str, args)), event.message)
+        event = ControlEvent(address, tuple(osc_json(a) for a in raw), sender, accepted, message)
+        if accepted and handler != self._ctl_ping:
+            log.info("show control from %s: %s %s -> %s", shown(sender), shown(address),
+                     " ".join(shown(a, 60) for a in event.args), message)
         self.emit("control", event)
         return event
 
-    def _apply(self, address: str, args: tuple) -> str:
-        p = self.prefix
-        name = address[len(p):] if address.startswith(p + "/") else None
-        now = time.monotonic()
-        if name == "/intent":
-            k = _emotion_arg(address, args)
-            self.tracker.set_intent(k)
-            if self.tracker.window_mood().source == "intent":
-                self._send_cue(self.tracker.window_mood(), reason="intent")
-            return f"intent is {EMOTIONS[k]}"
-        if name == "/override":
-            if not 1 <= len(args) <= 2:
-                raise ValueError(f"{address} takes an emotion and optional seconds, got {len(args)} arguments")
-            k = _emotion_arg(address, args[:1])
-            seconds = None
-            if len(args) == 2:
-                seconds = _number(address, args[1], "seconds")
-                if not 0 < seconds <= 86400:
-                    raise ValueError(f"{address} seconds {seconds} out of range; allowed 0 < s <= 86400")
-            with self._lock:
-                self.tracker.set_override(k, now, seconds)
-                self._operator_cue("override", now)
-            return f"override {EMOTIONS[k]}" + (f" for {seconds:g} s" if seconds else " until release")
-        if name == "/release":
-            _no_args(address, args)
-            with self._lock:
-                if self.tracker.release():
-                    self._operator_cue("release", now)
-                    return "override released"
-            return "no override was active"
-        if name == "/generate":
-            _no_args(address, args)
-            if self.generator_worker is None:
-                raise ValueError(f"{address}: no background generator is running (generator.kind = off)")
-            self.generator_worker.generate_now()
-            return "background requested"
-        if name == "/marker":
-            if len(args) != 1 or not isinstance(args[0], str) or not args[0].strip():
-                raise ValueError(f"{address} takes one non-empty string (a song or cue name), got {args!r}")
-            return f"marker {args[0].strip()!r}"
-        if name == "/window":
-            if len(args) != 1:
-                raise ValueError(f"{address} takes one number of seconds ({WINDOW_MIN_S:g}..{WINDOW_MAX_S:g})")
-            seconds = _number(address, args[0], "seconds")
-            self.tracker.set_window(seconds, now)
-            return f"window is {seconds:g} s"
-        if name == "/blend":
-            if len(args) != 1:
-                raise ValueError(f"{address} takes one number 0..1")
-            w = _number(address, args[0], "blend")
-            if not 0.0 <= w <= 1.0:
-                raise ValueError(f"{address} {w} out of range; allowed 0..1")
-            self.blend = w
-            return f"blend is {w:g}"
-        if name == "/ping":
-            _no_args(address, args)
-            return "pong"
-        allowed = ", ".join(f"{p}/{a}" for a in ("intent", "override", "release", "generate", "marker", "window", "blend", "ping"))
-        raise ValueError(f"unknown address {address}; show control understands {allowed}")
+    def _ctl_intent(self, address: str, args: tuple, now: float) -> str:
+        k = _emotion_arg(address, args)
+        self.tracker.set_intent(k)
+        if self.tracker.window_mood().source == "intent":
+            self._control_cue("intent", now)
+        return f"intent is {EMOTIONS[k]}"
+
+    def _ctl_override(self, address: str, args: tuple, now: float) -> str:
+        if not 1 <= len(args) <= 2:
+            raise ValueError(f"{address} takes an emotion and optional seconds, got {len(args)} arguments")
+        k = _emotion_arg(address, args[:1])
+        seconds = None
+        if len(args) == 2:
+            seconds = _number(address, args[1], "seconds")
+            if not 0 < seconds <= 86400:
+                raise ValueError(f"{address} seconds {seconds} out of range; allowed 0 < s <= 86400")
+        with self._lock:  # the override and its cue together, never split by a window closing
+            self.tracker.set_override(k, now, seconds)
+            self._control_cue("override", now)
+        return f"override {EMOTIONS[k]}" + (f" for {seconds:g} s" if seconds else " until release")
+
+    def _ctl_release(self, address: str, args: tuple, now: float) -> str:
+        _no_args(address, args)
+        with self._lock:
+            if self.tracker.release():
+                self._control_cue("release", now)
+                return "override released"
+        return "no override was active"
+
+    def _ctl_generate(self, address: str, args: tuple, now: float) -> str:
+        _no_args(address, args)
+        if self.generator_worker is None:
+            raise ValueError(f"{address}: no background generator is running (generator.kind = off)")
+        self.generator_worker.generate_now()
+        return "background requested"
+
+    def _ctl_marker(self, address: str, args: tuple, now: float) -> str:
+        if len(args) != 1 or not isinstance(args[0], str) or not args[0].strip():
+            raise ValueError(f"{address} takes one non-empty string (a song or cue name), got {_args_text(args)}")
+        return f"marker '{shown(args[0].strip())}'"
+
+    def _ctl_window(self, address: str, args: tuple, now: float) -> str:
+        if len(args) != 1:
+            raise ValueError(f"{address} takes one number of seconds ({WINDOW_MIN_S:g}..{WINDOW_MAX_S:g})")
+        seconds = _number(address, args[0], "seconds")
+        self.tracker.set_window(seconds, now)
+        return f"window is {seconds:g} s"
+
+    def _ctl_blend(self, address: str, args: tuple, now: float) -> str:
+        if len(args) != 1:
+            raise ValueError(f"{address} takes one number 0..1")
+        w = _number(address, args[0], "blend")
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"{address} {w} out of range; allowed 0..1")
+        self.blend = w
+        return f"blend is {w:g}"
+
+    def _ctl_ping(self, address: str, args: tuple, now: float) -> str:
+        _no_args(address, args)
+        return "pong"
+
+    # ------------------------------------------------------------------ what control may cause
+    def _control_cue(self, reason: str, now: float) -> None:
+        """A cue for a change show control made: at once while under
+        osc.max_control_cues_per_s (all senders together); over it, the change waits
+        and the clock sends one cue with the latest state when the budget allows.
+        An override or release is the operator's cue: the window restarts with it."""
+        with self._lock:
+            if self._control_cue_budget.take():
+                self._cue_for_control(reason, now)
+            else:
+                self._control_cue_owed = reason
+                self.counters["control_cues_collapsed"] += 1
+
+    def _cue_for_control(self, reason: str, now: float) -> None:
+        if reason in ("override", "release"):
+            self._operator_cue(reason, now)
+        else:
+            self._send_cue(self.tracker.window_mood(), reason=reason)
+
+    def _send_owed_control_cue(self) -> None:
+        if self._control_cue_owed is None or not self._control_cue_budget.ready():
+            return
+        with self._lock:
+            reason = self._control_cue_owed
+            if reason is not None and self._control_cue_budget.take():
+                self._cue_for_control(reason, time.monotonic())
+
+    def _ping(self, sender: str) -> None:
+        """Answer a ping with a pong, at most osc.max_pongs_per_s to one sender
+        address (faster pings are answered by one later pong) and a few times that to
+        everyone together, so a bundle of pings cannot be reflected at a third party."""
+        ip = sender.rpartition(":")[0]
+        with self._pong_lock:
+            bucket = self._pong_buckets.get(ip)
+            if bucket is None:
+                bucket = self._pong_buckets[ip] = TokenBucket(self.config.osc.max_pongs_per_s)
+                while len(self._pong_buckets) > PONG_SENDERS_MAX:
+                    self._pong_buckets.popitem(last=False)
+            if not self._pongs_owed and bucket.ready() and self._pong_budget_all.ready():
+                bucket.take()
+                self._pong_budget_all.take()
+            else:
+                if sender in self._pongs_owed or len(self._pongs_owed) < PONG_SENDERS_MAX:
+                    self._pongs_owed[sender] = None
+                self.counters["pongs_deferred"] += 1
+                return
+        self._acknowledge(sender)
+
+    def _send_owed_pongs(self) -> None:
+        if not self._pongs_owed:
+            return
+        due = []
+        with self._pong_lock:
+            for sender in list(self._pongs_owed):
+                bucket = self._pong_buckets.get(sender.rpartition(":")[0])
+                if not self._pong_budget_all.ready():
+                    break
+                if bucket is None or bucket.take():
+                    self._pong_budget_all.take()
+                    del self._pongs_owed[sender]
+                    due.append(sender)
+        for sender in due:
+            self._acknowledge(sender)
+
+    def _acknowledge(self, sender: str) -> None:
+        """/pcp/pong once everything received before is committed to the show log;
+        /pcp/pong "why" when that cannot be promised (docs/OSC.md, "Acknowledgement")."""
+        server = self.control_server
+        if server is None:
+            return
+        unhandled = server.take_unhandled(sender)
+        address = f"{self.prefix}/pong"
+
+        def answer(ok: bool, why: str = "") -> None:
+            problems = [] if ok else [why]
+            if unhandled:
+                problems.append(f"dropped: {unhandled} of your messages since your last ping were over "
+                                f"the show-control limits and are not in the show log")
+            if problems:
+                self.counters["pongs_failed"] += 1
+                server.reply(sender, address, "; ".join(problems))
+            else:
+                self.counters["pongs"] += 1
+                server.reply(sender, address)
+
+        if self.showlog is None:
+            answer(True)
+        else:
+            self.showlog.after_commit(answer, key=sender)
+
+
+COLLAPSIBLE_CONTROLS = {"intent": "intent", "override": "override", "release": "override", "window": "window",
+                        "blend": "blend", "generate": "generate"}
+PONG_SENDERS_MAX = 1024
+PONGS_ALL_SENDERS_FACTOR = 5  # everyone together: this many times one sender's pong rate
+
+
+def _args_text(args: tuple) -> str:
+    return shown(repr(list(args)), 80, backslashes=False)
 
 
 def _emotion_arg(address: str, args: tuple) -> int:
@@ -422,7 +568,7 @@ def _emotion_arg(address: str, args: tuple) -> int:
 
 def _number(address: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{address} {what} must be a number (OSC f or i), got {value!r}")
+        raise ValueError(f"{address} {what} must be a number (OSC f or i), got {shown(repr(value), 60, backslashes=False)}")
     v = float(value)
     if v != v:
         raise ValueError(f"{address} {what} is NaN")
@@ -431,4 +577,4 @@ def _number(address: str, value: Any, what: str) -> float:
 
 def _no_args(address: str, args: tuple) -> None:
     if args:
-        raise ValueError(f"{address} takes no arguments, got {args!r}")
+        raise ValueError(f"{address} takes no arguments, got {_args_text(args)}")

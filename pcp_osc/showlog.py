@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .emotions import EMOTIONS
+from .osc import osc_json
 from .types import plain
 
 log = logging.getLogger("pcp_osc.showlog")
@@ -46,6 +49,12 @@ BATCH_MAX_EVENTS = 2_000  # one transaction holds at most this many events
 THUMB_WIDTH_PX = 320  # background thumbnails kept in the log (generated art, not audience)
 FRAME_PRUNE_EVERY_S = 300.0
 MARKER_ADDRESS_SUFFIX = "/marker"
+WRITER_BUSY_TIMEOUT_S = 1.0  # a locked file fails a batch after this; it is retried, and pongs say why meanwhile
+RETRY_FIRST_S = 0.25  # a failed batch is retried after this, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 5.0
+BACKLOG_MAX_EVENTS = 200_000  # held in memory while the disk fails; past it, live samples and frames go first
+CLOSE_RETRY_S = 5.0  # at close, a failing log is retried this long before the rest goes to a rescue file
+ACK_KEYS_MAX = 4096
 
 _SHARE_COLS = ", ".join(f"{e} REAL NOT NULL" for e in EMOTIONS)
 
@@ -111,18 +120,50 @@ def connect(path: str | Path, *, create: bool = False, timeout_s: float = 10.0, 
     p = Path(path)
     if not create and not p.exists():
         raise ShowLogError(f"show log {str(p)!r} does not exist")
+    if p.is_dir():
+        raise ShowLogError(f"show log {str(p)!r} is a folder; give a file name such as {str(p / 'show.db')!r}")
     if create:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ShowLogError(f"show log {str(p)!r}: cannot make its folder {str(p.parent)!r} "
+                               f"({e.strerror or e}); choose another --log path or log.path") from None
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous = {synchronous!r}; allowed FULL (acknowledged survives power loss) or NORMAL")
+    conn = None
     try:
         conn = sqlite3.connect(str(p), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous = {synchronous!r}; allowed FULL (acknowledged survives power loss) or NORMAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         _migrate(conn, p)
     except sqlite3.DatabaseError as e:
-        raise ShowLogError(f"show log {str(p)!r} cannot be opened as SQLite: {e}") from None
+        if conn is not None:
+            conn.close()
+        raise ShowLogError(f"show log {str(p)!r} cannot be {'written' if create else 'read'}: {explain(e)}; "
+                           + ("choose another --log path or log.path" if create else "is it a pcp-osc show log?")) from None
     return conn
+
+
+_EXPLAINED = (
+    ("disk is full", "disk full"),
+    ("database is locked", "the file is locked by another program"),
+    ("readonly database", "the file or its folder is read-only"),
+    ("unable to open database file", "the file cannot be created or opened there (is the folder writable?)"),
+    ("file is not a database", "the file is not an SQLite show log (corrupt, or another kind of file)"),
+    ("database disk image is malformed", "the file is corrupt"),
+    ("disk I/O error", "disk I/O error"),
+)
+
+
+def explain(error: BaseException) -> str:
+    """A SQLite or OS error in the show's words ("disk full", "the file is locked ...")."""
+    text = str(error)
+    for needle, words in _EXPLAINED:
+        if needle in text:
+            return words
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -211,10 +252,12 @@ def _thumbnail_jpeg(image_rgb: np.ndarray) -> bytes | None:
 @dataclass
 class ShowLogStats:
     queued: int = 0
-    written: int = 0
-    dropped: int = 0
+    written: int = 0  # committed
+    dropped: int = 0  # refused at a full queue, or shed from the backlog
     batches: int = 0
-    errors: int = 0
+    errors: int = 0  # failed batch attempts and events that could not be encoded
+    lost: int = 0  # events that will never be in the file (dropped, unencodable)
+    backlog: int = 0  # events waiting for a failing disk
 
 
 # --------------------------------------------------------------------------- writer
@@ -225,6 +268,12 @@ class ShowLog:
 
     Every ``log_*`` method is safe to call from any thread and never blocks;
     ``flush()`` blocks until what was queued before it is durable.
+
+    When a write fails (disk full, the file locked by another program) nothing is
+    thrown away: the events stay in memory (up to ``BACKLOG_MAX_EVENTS``) and the
+    batch is retried, backing off to every few seconds; ``on_status`` hears
+    "showlog-failed: disk full" and, once writing works again, None. A failed batch
+    is never counted as committed, and ``after_commit`` callbacks hear False.
     """
 
     def __init__(
@@ -237,6 +286,7 @@ class ShowLog:
         keep_hours: float = 24.0,
         queue_events: int = QUEUE_EVENTS,
         synchronous: str = "FULL",
+        on_status: Callable[[str | None], None] | None = None,
     ) -> None:
         self.path = Path(path) if path else default_log_path()
         if live_sample_hz < 0:
@@ -245,22 +295,31 @@ class ShowLog:
         self.store_frames = bool(store_frames)
         self.frames_dir = Path(frames_dir) if frames_dir else self.path.with_name(self.path.stem + "-frames")
         self.keep_hours = float(keep_hours)
+        self.on_status = on_status
         self.stats = ShowLogStats()
-        self._conn = connect(self.path, create=True, synchronous=synchronous)
-        started = time.time()
-        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('started_wall', ?)", (repr(started),))
-        self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (self.path.stem,))
+        self._conn = connect(self.path, create=True, timeout_s=WRITER_BUSY_TIMEOUT_S, synchronous=synchronous)
         from . import __version__
 
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('pcp_osc_version', ?)", (__version__,))
-        self._conn.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('store_frames', ?)", ("1" if self.store_frames else "0",)
-        )
+        try:
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('started_wall', ?)", (repr(time.time()),))
+            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (self.path.stem,))
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('pcp_osc_version', ?)", (__version__,))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('store_frames', ?)", ("1" if self.store_frames else "0",)
+            )
+        except sqlite3.Error as e:
+            self._conn.close()
+            raise ShowLogError(f"show log {str(self.path)!r} cannot be written: {explain(e)}; "
+                               "choose another --log path or log.path") from None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_events)
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
-        self._enqueued_seq = 0
-        self._committed_seq = 0
+        self._enqueued_seq = 0  # every event offered (queued or dropped) has a seq
+        self._queued_seq = 0  # the last one queued
+        self._committed_seq = 0  # every event up to here is committed or counted lost
+        self._lost_ranges: list[list[int]] = []  # [first, last] seqs of lost events, ascending
+        self._ack_seq: OrderedDict[Any, int] = OrderedDict()  # after_commit key -> seq of its last answer
+        self.failure: str | None = None  # why writing fails now ("disk full"), None when it works
         self._last_live_s = -1e18
         self._last_prune_s = 0.0
         self._closed = False
@@ -285,34 +344,50 @@ class ShowLog:
 
     def _put(self, kind: str, payload: Any) -> bool:
         if self._closed:
+            if kind == "after":
+                payload[0](False, "showlog-closed: the show log is closed")
             return False
         with self._lock:
-            seq = self._enqueued_seq + 1
+            seq = self._enqueued_seq = self._enqueued_seq + 1
             try:
                 self._queue.put_nowait((seq, kind, payload))
             except queue.Full:
-                self.stats.dropped += 1
-                if not self._warned_drop:
-                    self._warned_drop = True
-                    log.warning("show log %s is falling behind the show: events are being dropped", self.path)
-                return False
-            self._enqueued_seq = seq
-            self.stats.queued += 1
-        return True
+                if kind != "after":
+                    self.stats.dropped += 1
+                    self._lose(seq)
+                warn = not self._warned_drop
+                self._warned_drop = True
+            else:
+                self.stats.queued += 1
+                self._queued_seq = seq
+                return True
+        if kind == "after":
+            payload[0](False, f"showlog-busy: {self._queue.maxsize} events are waiting to be written")
+        if warn:
+            log.warning("show log %s is falling behind the show: events are being dropped", self.path)
+        return False
 
-    def after_commit(self, callback: Callable[[], None]) -> bool:
-        """Call ``callback`` on the writer thread once everything queued before this call
-        is committed -- without waiting here (show control's /pcp/ping uses it, so a
-        /pcp/pong means "all you sent before is in the log")."""
-        return self._put("after", callback)
+    def after_commit(self, callback: Callable[[bool, str], None], key: Any = None) -> bool:
+        """Call ``callback(ok, why)`` on the writer thread once everything queued before
+        this call is committed: ``ok`` True. ``ok`` False, with ``why`` in the show's
+        words, when that cannot be said: a write failed and is being retried
+        ("showlog-failed: disk full"), the queue is full ("showlog-busy: ..."), or
+        events queued before were lost since the previous call with the same ``key``
+        ("showlog-lost: ..."). Show control's /pcp/ping uses it, keyed by sender, so a
+        /pcp/pong means "all you sent before is in the log". Never blocks."""
+        return self._put("after", (callback, key))
 
     def log_cue(self, cue: Any) -> bool:
         return self._put("cue", _cue_row(cue))
 
     def log_control(self, event: Any) -> bool:
         """A control message, accepted or not; an accepted /…/marker is also a marker."""
+        try:
+            args = json.dumps(osc_json(list(event.args)), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):  # a caller's own event with odd values: keep what it said
+            args = json.dumps([repr(a) for a in event.args], ensure_ascii=False)
         row = (
-            float(event.wall_time), str(event.address), json.dumps(plain(list(event.args)), ensure_ascii=False),
+            float(event.wall_time), str(event.address), args,
             str(event.sender), 1 if event.accepted else 0, str(event.message),
         )
         ok = self._put("control", row)
@@ -349,11 +424,14 @@ class ShowLog:
     # ----------------------------------------------------------------- daemon wiring
 
     def attach(self, daemon: Any) -> None:
-        """Subscribe to a Daemon's events; the daemon also closes the log when it stops."""
+        """Subscribe to a Daemon's events; the daemon also closes the log when it stops,
+        and its status (/pcp/status, the dashboard) says when writing fails."""
         daemon.subscribe("cue", self.log_cue)
         daemon.subscribe("control", self.log_control)
         daemon.subscribe("background", lambda bg: self.log_background(bg))
         daemon.subscribe("live", lambda mood, faces, frame: self.log_live(mood, None, frame))
+        if hasattr(daemon, "set_status_reason"):
+            self.on_status = lambda text: daemon.set_status_reason("showlog", text)
         if hasattr(daemon, "add_part"):
             daemon.add_part(self)
 
@@ -366,62 +444,150 @@ class ShowLog:
     # ----------------------------------------------------------------- acknowledgement
 
     def flush(self, timeout_s: float | None = 10.0) -> bool:
-        """Block until every event queued before this call is committed (durable). False on timeout."""
+        """Block until every event queued before this call is committed (durable).
+        False on timeout (e.g. the disk is full and the write is being retried), or
+        when one of those events was lost."""
         with self._lock:
-            target = self._enqueued_seq
-            return self._done.wait_for(lambda: self._committed_seq >= target or not self._thread.is_alive(), timeout_s) and (
-                self._committed_seq >= target
-            )
+            target, called_at = self._queued_seq, self._enqueued_seq
+            reached = self._done.wait_for(
+                lambda: self._committed_seq >= target or not self._thread.is_alive(), timeout_s)
+            return bool(reached) and self._committed_seq >= target and not self._lost_between(0, called_at + 1)
 
     @property
     def committed(self) -> int:
         """Events committed so far (acknowledged)."""
-        return self._committed_seq
+        return self.stats.written
+
+    def status(self) -> dict:
+        """For the daemon's status: the file, how far writing is, and what is wrong."""
+        st = self.stats
+        return {"path": str(self.path), "state": f"showlog-failed: {self.failure}" if self.failure else "ok",
+                "written": st.written, "backlog": st.backlog, "queued": self._queue.qsize(), "lost": st.lost}
 
     def close(self) -> None:
-        """Write what is queued, mark the show as cleanly ended, and close the file."""
+        """Write what is queued, mark the show as cleanly ended, and close the file.
+        If the file cannot be written even now, what is left goes to a rescue file
+        beside it (or in the temp folder) and the log says where."""
         if self._closed:
             return
-        self.flush(timeout_s=30.0)
         self._closed = True
         self._queue.put((None, "stop", None))
-        self._thread.join(timeout=30.0)
+        self._thread.join(timeout=60.0)
         try:
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('ended_wall', ?)", (repr(time.time()),))
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            log.warning("show log %s: could not mark the show as ended (%s)", self.path, explain(e))
         finally:
             self._conn.close()
-        log.info("show log closed: %s (%d events, %d dropped)", self.path, self.stats.written, self.stats.dropped)
+        log.info("show log closed: %s (%d events, %d lost)", self.path, self.stats.written, self.stats.lost)
+
+    # ----------------------------------------------------------------- losses (under self._lock)
+
+    def _lose(self, seq: int) -> None:
+        self.stats.lost += 1
+        r = self._lost_ranges
+        if r and r[-1][1] + 1 >= seq:
+            r[-1][1] = max(r[-1][1], seq)
+        else:
+            r.append([seq, seq])
+            if len(r) > 10_000:  # merging two old ranges over-reports a loss, never hides one
+                r[0:2] = [[r[0][0], r[1][1]]]
+
+    def _lost_between(self, after: int, upto: int) -> int:
+        """How many lost events have after < seq < upto (an upper bound)."""
+        n = 0
+        for first, last in self._lost_ranges:
+            lo, hi = max(first, after + 1), min(last, upto - 1)
+            if lo <= hi:
+                n += hi - lo + 1
+        return n
 
     # ----------------------------------------------------------------- writer thread
 
     def _run(self) -> None:
+        pending: deque = deque()  # events and after-markers in order, not yet committed or answered
+        retry_s = RETRY_FIRST_S
+        next_try = 0.0
+        stopping = False
         while True:
-            item = self._queue.get()
-            batch = [item]
-            while len(batch) < BATCH_MAX_EVENTS:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(kind == "stop" for _, kind, _ in batch)
-            events = [b for b in batch if b[1] not in ("stop", "after")]
-            if events:
-                self._write_batch(events)
-            afters = [b for b in batch if b[1] == "after"]
-            for _, _, callback in afters:  # everything queued before each is committed now
-                try:
-                    callback()
-                except Exception:
-                    log.exception("show log: an after-commit callback failed")
-            if afters:
-                with self._lock:
-                    self._committed_seq = max(self._committed_seq, afters[-1][0])
-                    self._done.notify_all()
-            if stop:
+            wait = None if not pending else max(0.0, next_try - time.monotonic())
+            try:
+                item = self._queue.get(timeout=wait)
+                while True:
+                    if item[1] == "stop":
+                        stopping = True
+                    elif item[1] == "after" and self.failure:  # nothing before it can be promised now
+                        self._answer(item, False, f"showlog-failed: {self.failure}")
+                    else:
+                        pending.append(item)
+                    if len(pending) >= BATCH_MAX_EVENTS and not self.failure:
+                        break
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            if self.failure:
+                self._shed(pending)
+            if stopping or time.monotonic() >= next_try:
+                if self._write_pending(pending):
+                    retry_s, next_try = RETRY_FIRST_S, 0.0
+                else:
+                    next_try = time.monotonic() + retry_s
+                    retry_s = min(RETRY_MAX_S, retry_s * 2)
+            self.stats.backlog = len(pending)
+            if stopping:
+                deadline = time.monotonic() + CLOSE_RETRY_S
+                while pending and self.failure and time.monotonic() < deadline:
+                    time.sleep(min(retry_s, 1.0))
+                    self._write_pending(pending)
+                if pending:
+                    self._rescue(pending)
                 return
 
-    def _write_batch(self, events: list[tuple[int, str, Any]]) -> None:
+    def _write_pending(self, pending: deque) -> bool:
+        """Commit pending events in batches, answering after-markers as their turn
+        comes. False when a batch failed (it stays pending for the retry)."""
+        while pending:
+            while pending and pending[0][1] == "after":
+                self._answer(pending.popleft(), True, "")
+            if not pending:
+                break
+            n = 0
+            batch = []
+            for item in pending:
+                if item[1] != "after":
+                    if n >= BATCH_MAX_EVENTS:
+                        break
+                    n += 1
+                batch.append(item)
+            while batch[-1][1] == "after":  # answered after the next batch commits, in order
+                batch.pop()
+            error = self._write_batch([b for b in batch if b[1] != "after"])
+            if error is not None:
+                first_failure = self.failure is None
+                self.failure = error
+                self.stats.errors += 1
+                if first_failure:
+                    log.error("show log %s cannot be written (%s): %d events are held and will be retried; "
+                              "pings are answered with the reason until it works", self.path, error, len(pending))
+                    self._status(f"showlog-failed: {error}")
+                self._answer_afters(pending, False, f"showlog-failed: {error}")
+                return False
+            for _ in range(len(batch)):
+                item = pending.popleft()
+                if item[1] == "after":
+                    self._answer(item, True, "")
+            with self._lock:
+                self._committed_seq = max(self._committed_seq, batch[-1][0])
+                self._done.notify_all()
+            if self.failure is not None:
+                log.info("show log %s is written again; the events held meanwhile are saved", self.path)
+                self.failure = None
+                self._status(None)
+        return True
+
+    def _write_batch(self, events: list[tuple[int, str, Any]]) -> str | None:
+        """One transaction; None when committed, else why not (the show's words)."""
         writers: dict[str, Callable[[Any], None]] = {
             "cue": lambda row: self._conn.execute(_CUE_SQL, row),
             "live": lambda row: self._conn.execute(_LIVE_SQL, row),
@@ -430,29 +596,130 @@ class ShowLog:
             "background": self._write_background,
             "frame": self._write_frame,
         }
+        bad: list[int] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-            for _, kind, payload in events:
+            for seq, kind, payload in events:
                 try:
                     writers[kind](payload)
-                except (ValueError, TypeError, OSError) as e:  # one bad event must not lose the batch
-                    self.stats.errors += 1
+                except (ValueError, TypeError) as e:  # one unencodable event must not lose the batch
+                    bad.append(seq)
                     log.warning("show log: a %s event could not be written: %s", kind, e)
+                except OSError as e:  # a frame file on a full disk: the batch is retried
+                    raise sqlite3.OperationalError(explain(e)) from None
             self._conn.execute("COMMIT")
         except sqlite3.Error as e:
-            self.stats.errors += 1
-            log.error("show log %s: a batch of %d events was lost: %s", self.path, len(events), e)
             try:
                 self._conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            return explain(e)
         with self._lock:
-            self._committed_seq = max(self._committed_seq, events[-1][0])
-            self.stats.written += len(events)
+            for seq in bad:
+                self._lose(seq)
+            self.stats.errors += len(bad)
+            self.stats.written += len(events) - len(bad)
             self.stats.batches += 1
-            self._done.notify_all()
         if self.store_frames and time.monotonic() - self._last_prune_s > FRAME_PRUNE_EVERY_S:
             self.prune_frames()
+        return None
+
+    def _answer_afters(self, pending: deque, ok: bool, why: str) -> None:
+        if any(p[1] == "after" for p in pending):
+            keep = [p for p in pending if p[1] != "after"]
+            for p in pending:
+                if p[1] == "after":
+                    self._answer(p, ok, why)
+            pending.clear()
+            pending.extend(keep)
+
+    def _answer(self, item: tuple, ok: bool, why: str) -> None:
+        seq, _, (callback, key) = item
+        with self._lock:
+            if ok:  # everything before it is committed
+                self._committed_seq = max(self._committed_seq, seq)
+                self._done.notify_all()
+            since = self._ack_seq.pop(key, 0)
+            self._ack_seq[key] = seq
+            while len(self._ack_seq) > ACK_KEYS_MAX:
+                self._ack_seq.popitem(last=False)
+            lost = self._lost_between(since, seq)
+        if lost:
+            ok = False
+            why = "; ".join(filter(None, [why, f"showlog-lost: {lost} events since your last ping are not in the log"]))
+        try:
+            callback(ok, why)
+        except Exception:
+            log.exception("show log: an after-commit callback failed")
+
+    def _shed(self, pending: deque) -> None:
+        """A long failure: past BACKLOG_MAX_EVENTS, the oldest live samples and frames
+        go first; cues, controls and markers only past twice that."""
+        if len(pending) <= BACKLOG_MAX_EVENTS:
+            return
+        over = len(pending) - BACKLOG_MAX_EVENTS
+        hard = len(pending) > 2 * BACKLOG_MAX_EVENTS
+        keep: list = []
+        shed: list[int] = []
+        for item in pending:
+            if over > 0 and item[1] != "after" and (hard or item[1] in ("live", "frame")):
+                shed.append(item[0])
+                over -= 1
+            else:
+                keep.append(item)
+        if shed:
+            pending.clear()
+            pending.extend(keep)
+            with self._lock:
+                for seq in shed:
+                    self._lose(seq)
+                self.stats.dropped += len(shed)
+            log.warning("show log %s: still failing (%s); %d held events let go to keep memory bounded",
+                        self.path, self.failure, len(shed))
+
+    def _rescue(self, pending: deque) -> None:
+        """The file cannot be written at close: what is left goes to a JSON-lines file
+        beside the log, else in the temp folder, so nothing the operator recorded is lost."""
+        import tempfile
+
+        rows = []
+        for seq, kind, payload in pending:
+            if kind == "after":
+                self._answer((seq, kind, payload), False, f"showlog-failed: {self.failure}")
+                continue
+            if kind == "frame":
+                payload = (payload[0], "frame image not kept")
+            elif kind == "background":
+                bg, wall, file = payload
+                payload = {"bg_id": int(bg.id), "cue_id": int(bg.cue_id), "wall_time": wall,
+                           "prompt": str(bg.prompt), "seed": int(bg.seed), "file": file}
+            rows.append(json.dumps({"kind": kind, "row": payload}, default=str, ensure_ascii=False))
+        name = self.path.name + ".unsaved.jsonl"
+        for folder in (self.path.parent, Path(tempfile.gettempdir())):
+            target = folder / name
+            try:
+                with open(target, "a", encoding="utf-8") as f:
+                    f.write("\n".join(rows) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                log.error("show log %s could not be written at the end (%s): %d events saved to %s instead",
+                          self.path, self.failure, len(rows), target)
+                return
+            except OSError:
+                continue
+        with self._lock:
+            for seq, kind, _ in pending:
+                if kind != "after":
+                    self._lose(seq)
+        log.error("show log %s could not be written at the end (%s) and no rescue file could be made: %d events lost",
+                  self.path, self.failure, len(rows))
+
+    def _status(self, text: str | None) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(text)
+            except Exception:
+                log.exception("show log: reporting its status failed")
 
     def _write_background(self, payload: tuple) -> None:
         bg, wall, file = payload

@@ -153,7 +153,7 @@ def test_a_newer_or_foreign_file_is_refused_with_a_clear_message(tmp_path: Path)
         connect(newer)
     junk = tmp_path / "notes.db"
     junk.write_text("this is a setlist, not a database\n" * 100)
-    with pytest.raises(ShowLogError, match="notes.db.*cannot be opened as SQLite"):
+    with pytest.raises(ShowLogError, match="notes.db.*cannot be read: the file is not an SQLite show log"):
         connect(junk)
     with pytest.raises(ShowLogError, match="does not exist"):
         connect(tmp_path / "missing.db")

@@ -30,10 +30,12 @@ def run(args: argparse.Namespace) -> int:
 
 def check_parts(cfg) -> None:
     """The start-up checks of the parts, without starting anything: route templates
-    against their presets, and sink kinds."""
+    against their presets, sink kinds, and the show-control allow list (host names resolved)."""
+    from ..osc import AllowList
     from ..routes import compile_route
     from ..sinks import check_kinds
 
     for i, route in enumerate(cfg.routes):
         compile_route(route, where=f"routes[{i}]")
     check_kinds(cfg.sinks.kinds)
+    AllowList(cfg.osc.allowed_senders)

@@ -123,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from ..capture import SourceError
     from ..show import assemble
+    from ..showlog import ShowLogError
 
     try:
         daemon = assemble(cfg, args)
-    except (SourceError, ConfigError, ValueError) as e:
+    except (SourceError, ConfigError, ShowLogError, ValueError) as e:
         print(f"pcp-osc: {e}", file=sys.stderr)
         return 2
     # SIGTERM (systemd, a show-control script) stops as cleanly as Ctrl-C.
