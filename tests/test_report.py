@@ -157,3 +157,35 @@ def test_a_missing_log_is_a_clear_error(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pcp_osc", "report", str(tmp_path / "nope.db"), "--out", str(tmp_path / "x.html")],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 2 and "nope.db" in r.stdout and "does not exist" in r.stdout
+
+
+def test_korean_marker_names_are_drawn_and_the_clock_axis_has_distinct_labels(tmp_path: Path, monkeypatch) -> None:
+    """A short show with Korean song names: every glyph is in a font matplotlib has (no
+    'Glyph ... missing' boxes), and the time axis labels are distinct round clock times."""
+    import warnings
+
+    import pcp_bench.showsim as showsim
+    from pcp_osc.report.plots import clock_ticks, report_fonts
+
+    korean = [("봄날의 기쁨", "joy"), ("비 오는 거리", "sadness"), ("분노의 질주", "anger")]
+    monkeypatch.setattr(showsim, "SONGS", korean)
+    path = tmp_path / "short.db"
+    log = ShowLog(path, live_sample_hz=1.0)
+    showsim.write_show(log, minutes=3, backgrounds=False)
+    log.close()
+    assert len(report_fonts()) > 1, f"no CJK font found; fonts: {report_fonts()}"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_report(path, tmp_path / "r.html")
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    assert not missing, missing[:3]
+    assert "봄날의 기쁨" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+    t0 = showsim.SHOW_START_WALL + 17.0  # not on a round time
+    for duration_s in (40, 180, 900, 3600, 3 * 3600):
+        positions, labels = clock_ticks(t0, duration_s)
+        assert 2 <= len(labels) <= 12, (duration_s, labels)
+        assert len(set(labels)) == len(labels), (duration_s, labels)  # never 08:41 08:41 08:41
+        assert all(0 <= p <= duration_s / 60 for p in positions)
+        seconds = [time.localtime(t0 + p * 60).tm_sec for p in positions]
+        assert all(s % 5 == 0 for s in seconds) and (duration_s < 600 or set(seconds) == {0}), labels

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -100,6 +101,8 @@ def test_dashboard_shows_live_cues_and_a_click_changes_the_next_cue(monkeypatch,
         assert 95 <= sum(shares) <= 105, shares
         wait_for(lambda: page.evaluate("document.getElementById('preview').naturalWidth") > 0, what="the camera preview")
         assert page.text_content("#faces-now").split()[0].isdigit()
+        # the cue's faces are a mean per frame, said so with one decimal (not "faces 6.01")
+        assert re.fullmatch(r"\d+\.\d per frame", page.text_content("#cue-faces")), page.text_content("#cue-faces")
         page.screenshot(path=str(screenshot_path("dashboard.png")))
 
         # an operator clicks "override sadness": the daemon hears it from web:<ip>, the next cue is sadness
@@ -113,6 +116,9 @@ def test_dashboard_shows_live_cues_and_a_click_changes_the_next_cue(monkeypatch,
         wait_for(lambda: page.text_content("#cue-emotion") == "sadness", what="the page to show the override")
         assert page.text_content("#cue-source") == "override"
         wait_for(lambda: "override sadness" in page.text_content("#control-result"), what="the control's answer")
+        wait_for(lambda: "show control applied" in page.text_content("#counters"), what="the counters after a click")
+        counters = page.text_content("#counters")
+        assert "dashboard button presses" in counters and "control accepted" not in counters
 
         page.fill("#marker", "Song 2: Ballad")
         page.click("#marker-form button")

@@ -5,11 +5,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
+import math
+import time
+from pathlib import Path
 
 import numpy as np
 
 from ..emotions import EMOTIONS
-from .analysis import Show, clock, override_spans
+from .analysis import Show, override_spans
+
+log = logging.getLogger("pcp_osc.report")
 
 # Plot colours per emotion. The stage colours (palette) are used for the cue strip;
 # these differ where a stage colour would vanish on paper (anxiety is white on stage).
@@ -18,6 +24,73 @@ NO_FACES_COLOUR = "#c9ced6"
 FIG_WIDTH_IN = 13.0
 DPI = 110
 SMOOTH_S = 20.0  # the shares plot is smoothed over this (live samples are noisy second to second)
+
+
+CLOCK_STEPS_S = (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800)
+
+
+def clock_ticks(t0: float, duration_s: float, max_ticks: int = 12) -> tuple[list[float], list[str]]:
+    """Time-axis ticks on round wall-clock times (every 5 s .. 3 h, the smallest step that
+    gives at most ``max_ticks``): positions in minutes since ``t0`` and distinct labels,
+    HH:MM, or HH:MM:SS when the step is under a minute."""
+    duration_s = max(float(duration_s), 1.0)
+    step = next((s for s in CLOCK_STEPS_S if duration_s / s <= max_ticks), CLOCK_STEPS_S[-1])
+    # Round to the local clock: a tick at 20:15:00, not at 20:14:47.
+    offset = time.localtime(t0).tm_gmtoff
+    first = math.ceil((t0 + offset) / step) * step - offset
+    ticks = np.arange(first, t0 + duration_s + 1e-6, step)
+    fmt = "%H:%M:%S" if step < 60 else "%H:%M"
+    return [float((t - t0) / 60.0) for t in ticks], [time.strftime(fmt, time.localtime(t)) for t in ticks]
+
+
+# Marker names are often Korean (or Japanese, Chinese): matplotlib falls back glyph by glyph
+# through this list, taking the first installed font that has the glyph. Debian's
+# fonts-noto-cjk (installed by ./pcp test) and the NanumGothic that the report extra's
+# koreanize-matplotlib wheel ships (registered from its folder, without importing it,
+# which would change matplotlib's settings for the whole process).
+LATIN_FONT = "DejaVu Sans"
+CJK_FONTS = ("Noto Sans CJK KR", "Noto Sans KR", "NanumGothic", "Malgun Gothic", "Apple SD Gothic Neo",
+             "AppleGothic", "Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans K", "Arial Unicode MS")
+_fonts_cache: list[str] | None = None
+
+
+def report_fonts() -> list[str]:
+    """The font family list for the plots: DejaVu Sans, then every installed CJK font."""
+    global _fonts_cache
+    if _fonts_cache is None:
+        import importlib.util
+
+        from matplotlib import font_manager
+
+        spec = importlib.util.find_spec("koreanize_matplotlib")
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for ttf in sorted(Path(folder, "fonts").glob("NanumGothic*.ttf")):
+                try:
+                    font_manager.fontManager.addfont(str(ttf))
+                except (OSError, RuntimeError) as e:
+                    log.debug("cannot register %s: %s", ttf, e)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        cjk = [name for name in CJK_FONTS if name in installed]
+        if not cjk:
+            log.warning("no font for Korean text is installed: Korean marker names will show as boxes in the plots; "
+                        "install Debian's fonts-noto-cjk or pip install 'pcp-osc[report]'")
+        _fonts_cache = [LATIN_FONT, *cjk]
+    return _fonts_cache
+
+
+def _with_report_fonts(draw):
+    """Draw (and save) a figure with the report's font list."""
+    import functools
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"font.family": report_fonts()}):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
 
 
 def _png(fig) -> str:
@@ -49,6 +122,7 @@ def _style_axis(ax) -> None:
     ax.tick_params(colors="#444", labelsize=9)
 
 
+@_with_report_fonts
 def timeline_figure(show: Show) -> str:
     """Setlist bands, emotion shares, cue colours, interventions and faces on one clock axis."""
     from matplotlib.figure import Figure
@@ -133,8 +207,8 @@ def timeline_figure(show: Show) -> str:
     ax_f.set_ylim(bottom=0)
     ax_f.yaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax_f.set_ylabel("faces seen", fontsize=9, color="#444")
-    ax_f.xaxis.set_major_locator(MaxNLocator(12))
-    ax_f.xaxis.set_major_formatter(FuncFormatter(lambda m, _: clock(t0 + m * 60.0)[:5] if m >= 0 else ""))
+    positions, labels = clock_ticks(t0, show.duration_s)
+    ax_f.set_xticks(positions, labels)
     for ax in (ax_sh, ax_cue, ax_op):
         ax.tick_params(labelbottom=False)
     for ax in (ax_sh, ax_f):
@@ -155,6 +229,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 
+@_with_report_fonts
 def segments_figure(show: Show) -> str:
     """One bar per marker: the share of its audience time each emotion dominated."""
     from matplotlib.figure import Figure

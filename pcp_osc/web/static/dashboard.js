@@ -88,6 +88,25 @@ $("window-form").addEventListener("submit", (ev) => {
   control("window", [isNaN(v) ? $("window").value : v]);
 });
 
+// ---- counters: what each one counts (hover a row for the explanation) -----------
+const COUNTERS = {
+  frames: ["frames analysed", "camera frames the perception has read faces in"],
+  cues: ["cues sent", "cues sent over OSC since start (windows and operator cues)"],
+  perception_errors: ["perception errors", "frames the perception could not read (the log says why)"],
+  control_accepted: ["show control applied", "show-control messages applied, from OSC and from this dashboard together"],
+  control_rejected: ["show control refused", "show-control messages with a wrong address or value (OSC and dashboard); the log says what was wrong"],
+  control_received: ["OSC control packets in", "UDP packets that reached the show-control port"],
+  control_malformed: ["OSC packets not understood", "packets on the show-control port that are not OSC"],
+  control_refused: ["OSC senders refused", "packets from a machine not in osc.allowed_senders"],
+  osc_sent: ["OSC packets sent", "packets sent to TouchDesigner and the extra targets"],
+  frames_received: ["browser camera frames in", "frames posted by the /camera page"],
+  frames_refused: ["browser camera frames refused", "posted frames that were too big or not a picture"],
+  controls: ["dashboard button presses", "show-control requests from dashboards (each is also counted in show control applied or refused)"],
+  previews: ["previews served", "camera previews sent to dashboards"],
+  clients: ["dashboards open", "browsers following the live state"],
+  unauthorised: ["requests without the token", "requests refused for a missing or wrong web token"],
+};
+
 // ---- live state ---------------------------------------------------------------
 function showCue(cue) {
   state.cue = cue;
@@ -98,7 +117,8 @@ function showCue(cue) {
   $("swatch").style.backgroundColor = cue.hex;
   $("cue-confidence").textContent = pct(cue.confidence);
   $("cue-source").textContent = cue.source;
-  $("cue-faces").textContent = cue.faces;
+  // The cue's faces are a mean over the window's frames (6.01 means about six people).
+  $("cue-faces").textContent = Number(cue.faces).toFixed(1) + " per frame";
   $("intent").textContent = cue.intent;
   if (cue.source === "override") $("override").textContent = cue.emotion;
   else if (cue.reason === "release") $("override").textContent = "none";
@@ -139,7 +159,10 @@ function showStatus(st) {
   if (st.live) showLive(st.live);
   const rows = Object.entries(Object.assign({}, st.counters || {}, st.web || {}))
     .filter(([, v]) => typeof v === "number")
-    .map(([k, v]) => `<tr><td>${k.replaceAll("_", " ")}</td><td>${v}</td></tr>`);
+    .map(([k, v]) => {
+      const [label, help] = COUNTERS[k] || [k.replaceAll("_", " "), ""];
+      return `<tr title="${help}"><td>${label}</td><td>${v}</td></tr>`;
+    });
   $("counters").innerHTML = rows.join("");
   if (st.web && !st.web.browser_camera) $("camera-link").title = "start pcp-osc with --source browser to use the camera page";
 }
