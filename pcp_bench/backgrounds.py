@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         _say("Stable Diffusion: torch/diffusers are not installed (pip install 'pcp-osc[diffusion]')")
         return 1
-    from pcp_osc.backgrounds.diffusion import pick_device
+    from pcp_osc.backgrounds.models import pick_device
 
     device = _DEVICE = pick_device(args.device)
     dtype = torch.float32 if device == "cpu" else torch.float16

@@ -25,6 +25,8 @@ from pythonosc.udp_client import SimpleUDPClient  # noqa: E402
 from pcp_osc.backgrounds import BackgroundWorker, GeneratorError, cue_for, make_generator  # noqa: E402
 from pcp_osc.backgrounds import diffusion as sd  # noqa: E402
 from pcp_osc.backgrounds.colours import colour_fidelity, measure_colour  # noqa: E402
+from pcp_osc.backgrounds import models as sd_models  # noqa: E402
+from pcp_osc.backgrounds.models import single_file_architecture  # noqa: E402
 from pcp_osc.config import GeneratorConfig, PaletteConfig  # noqa: E402
 
 from tiny_sd import save_single_file, save_tiny_pipeline, save_tiny_taesd  # noqa: E402
@@ -225,7 +227,7 @@ def test_single_file_checkpoint_loads_offline_and_matches_the_folder(tiny_model,
     assert "first_stage_model.decoder.up.0.block.0.conv1.weight" in keys
     assert "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight" in keys
     assert not any(k.startswith(("unet.", "vae.", "text_encoder.", "down_blocks.")) for k in keys)
-    assert sd._single_file_architecture(str(ckpt)) == "v1"
+    assert single_file_architecture(str(ckpt)) == "v1"
 
     configs = tmp_path / "configs-only"
     shutil.copytree(tiny_model, configs, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
@@ -246,7 +248,7 @@ def test_single_file_checkpoint_loads_offline_and_matches_the_folder(tiny_model,
 
 def test_too_little_memory_is_refused_before_loading(tiny_model, monkeypatch):
     # This machine has plenty; pretend it has 100 MB free (a small stage PC / a full GPU).
-    monkeypatch.setattr(sd, "_free_memory_bytes", lambda device: 100_000_000)
+    monkeypatch.setattr(sd_models, "_free_memory_bytes", lambda device: 100_000_000)
     gen = make_generator(gen_cfg(tiny_model), PALETTE)
     with pytest.raises(GeneratorError, match=r"not enough memory on cpu .* 0\.1 GB free"):
         gen.load()

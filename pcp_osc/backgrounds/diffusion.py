@@ -1,6 +1,6 @@
 """The Stable Diffusion background generator (diffusers), in one file that reads top to bottom.
 
-What it loads (``generator.model``), and never downloads unless told to:
+What it loads (``generator.model``; found and checked by models.py), and never downloads unless told to:
   * a folder in diffusers layout (has model_index.json);
   * one checkpoint file, .safetensors or .ckpt (the form VJs download). diffusers
     needs the architecture's configs and tokenizer for it: they come from
@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -42,20 +40,15 @@ import numpy as np
 from ..config import GeneratorConfig, PaletteConfig
 from ..types import Background, Cue
 from . import GeneratorError
-from .procedural import ProceduralGenerator, _pick_seed, check_size, render
+from .models import check_memory, hub_offline, model_kind, out_of_memory, pick_device, pick_dtype, single_file_config
+from .procedural import check_size, pick_seed, render
 from .prompts import build_prompt
 
 log = logging.getLogger("pcp_osc.backgrounds.diffusion")
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
-
 # Schedule defaults: (steps, guidance). Turbo models are distilled for guidance off;
 # LCM needs none with LoRA (its w-embedding pipelines take their own, see _guidance).
 SCHEDULE_DEFAULTS = {"turbo": (1, 0.0), "lcm": (4, 1.0), "lcm-lora": (4, 1.0), "classic": (25, 7.5)}
-
-# Besides the weights, a 512x512 generation needs working memory for activations.
-WORKING_MEMORY_BYTES = 1.5e9
 
 
 # --------------------------------------------------------------------------- choices
@@ -80,178 +73,6 @@ def resolve_schedule(cfg: GeneratorConfig) -> tuple[str, int, float]:
     return schedule, (cfg.steps or steps), (guidance if cfg.guidance < 0 else cfg.guidance)
 
 
-def pick_device(wanted: str) -> str:
-    import torch
-
-    wanted = (wanted or "auto").strip().lower()
-    if wanted == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if wanted.startswith("cuda") and not torch.cuda.is_available():
-        raise GeneratorError(f"generator.device = {wanted!r} but no CUDA GPU is available here; use \"auto\" or \"cpu\"")
-    if wanted == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GeneratorError("generator.device = \"mps\" but Apple MPS is not available here; use \"auto\" or \"cpu\"")
-    if wanted != "cpu" and not wanted.startswith("cuda") and wanted != "mps":
-        raise GeneratorError(f"generator.device = {wanted!r} is not known; use auto, cpu, cuda, cuda:N or mps")
-    return wanted
-
-
-def pick_dtype(wanted: str, device: str):
-    import torch
-
-    if wanted == "auto":
-        # Half precision halves memory and is 2-4x faster on GPUs; CPUs gain nothing from it.
-        return torch.float32 if device == "cpu" else torch.float16
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[wanted]
-
-
-def model_kind(model: str) -> tuple[str, str]:
-    """("folder" | "file" | "hub", path or id), or GeneratorError for a wrong path."""
-    text = (model or "").strip()
-    if not text:
-        raise GeneratorError(
-            "generator.model is empty: set it to a diffusers folder, a .safetensors/.ckpt file, "
-            "or a hub id already on this machine (e.g. \"stabilityai/sd-turbo\")"
-        )
-    p = Path(text).expanduser()
-    if p.is_dir():
-        if not (p / "model_index.json").is_file():
-            raise GeneratorError(
-                f"model folder {str(p)!r} is not in diffusers layout (no model_index.json); "
-                "point generator.model at the folder that holds model_index.json, or at a .safetensors/.ckpt file"
-            )
-        return "folder", str(p)
-    if p.is_file():
-        if p.suffix.lower() not in CHECKPOINT_SUFFIXES:
-            raise GeneratorError(
-                f"model file {str(p)!r} is not a checkpoint; allowed: {', '.join(CHECKPOINT_SUFFIXES)} files or a diffusers folder"
-            )
-        return "file", str(p)
-    looks_like_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not p.suffix
-    if not looks_like_id:
-        raise GeneratorError(f"model path {text!r} does not exist (generator.model)")
-    return "hub", text
-
-
-def _weights_bytes(kind: str, where: str) -> int:
-    """On-disk size of the weights that will be loaded (the biggest weight file per component)."""
-    p = Path(where)
-    if kind == "file":
-        return p.stat().st_size
-    if kind != "folder":
-        return 0
-    total = 0
-    for sub in p.iterdir():
-        if sub.is_dir() and sub.name != "safety_checker":
-            sizes = [f.stat().st_size for f in sub.iterdir() if f.suffix in WEIGHT_SUFFIXES]
-            total += max(sizes, default=0)
-    return total
-
-
-def _free_memory_bytes(device: str) -> int:
-    if device.startswith("cuda"):
-        import torch
-
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def _check_memory(kind: str, where: str, device: str, dtype) -> None:
-    """Refuse before loading when the weights clearly cannot fit: on Linux an over-large
-    load is not an exception but the kernel killing the whole daemon mid-show."""
-    import torch
-
-    need = _weights_bytes(kind, where)
-    if not need:
-        return
-    if dtype == torch.float32:
-        need *= 2  # checkpoints are mostly stored in half precision
-    need += WORKING_MEMORY_BYTES
-    free = _free_memory_bytes(device) if device != "mps" else need
-    if need > free:
-        raise GeneratorError(
-            f"not enough memory on {device} for {where!r}: needs about {need / 1e9:.1f} GB, "
-            f"{free / 1e9:.1f} GB free; try dtype = \"float16\" on a GPU, a smaller model, or the procedural generator"
-        )
-
-
-def _out_of_memory(e: BaseException, device: str) -> GeneratorError | None:
-    text = str(e).lower()
-    if isinstance(e, MemoryError) or "out of memory" in text or "not enough memory" in text or type(e).__name__ == "OutOfMemoryError":
-        return GeneratorError(
-            f"not enough memory on {device} to generate: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}; "
-            "try smaller sd_width/sd_height, tiny_vae, or float16 on a GPU"
-        )
-    return None
-
-
-class _LazySafetensors(Mapping):
-    """A checkpoint's tensors read on demand, so naming its architecture does not load it twice."""
-
-    def __init__(self, path: str) -> None:
-        from safetensors import safe_open
-
-        self._file = safe_open(path, framework="pt")
-        self._keys = list(self._file.keys())
-        self._set = set(self._keys)
-
-    def __getitem__(self, key):
-        if key not in self._set:
-            raise KeyError(key)
-        return self._file.get_tensor(key)
-
-    def __iter__(self):
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __contains__(self, key) -> bool:
-        return key in self._set
-
-
-def _single_file_architecture(path: str) -> str:
-    """diffusers' name for a checkpoint's architecture ("v1", "v2", "xl_base", ...)."""
-    from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
-
-    checkpoint = _LazySafetensors(path) if path.lower().endswith(".safetensors") else load_single_file_checkpoint(path)
-    return infer_diffusers_model_type(checkpoint)
-
-
-def _single_file_config(path: str, cfg: GeneratorConfig) -> tuple[str, str]:
-    """(architecture, local diffusers folder with its configs) for a single checkpoint file."""
-    from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS
-
-    arch = _single_file_architecture(path)
-    if cfg.model_config:
-        folder = Path(cfg.model_config).expanduser()
-        if not (folder / "model_index.json").is_file():
-            raise GeneratorError(
-                f"generator.model_config = {cfg.model_config!r} is not a diffusers folder (no model_index.json); "
-                "it must hold the configs and tokenizer of the checkpoint's architecture"
-            )
-        return arch, str(folder)
-    repo = DIFFUSERS_DEFAULT_PIPELINE_PATHS[arch]["pretrained_model_name_or_path"]
-    from huggingface_hub import snapshot_download
-
-    patterns = ["**/*.json", "*.json", "*.txt", "**/*.txt", "**/*.model"]
-    try:
-        return arch, snapshot_download(repo, allow_patterns=patterns, local_files_only=not cfg.allow_download)
-    except Exception:
-        raise GeneratorError(
-            f"checkpoint {path!r} ({arch}) needs the configs and tokenizer of {repo!r}, which are not on this machine; "
-            f"set generator.model_config to a local diffusers folder of that architecture "
-            f"(configs only are enough), or allow_download = true once"
-        ) from None
-
-
 # --------------------------------------------------------------------------- the generator
 
 
@@ -270,7 +91,6 @@ class DiffusionGenerator:
     ) -> None:
         self.cfg = gen_cfg
         self.palette = palette_cfg
-        self.procedural = ProceduralGenerator(gen_cfg, palette_cfg)
         self.progress = progress or (lambda text: log.info("%s", text))
         self.schedule, self.steps, self.guidance = resolve_schedule(gen_cfg)
         check_size(gen_cfg.width, gen_cfg.height)
@@ -285,9 +105,6 @@ class DiffusionGenerator:
     def label(self) -> str:
         return f"diffusion:{Path(self.cfg.model).name or '?'}/{self.schedule}"
 
-    def prompt_for(self, cue: Cue) -> str:
-        return build_prompt(cue, self.cfg, self.palette)
-
     # ------------------------------------------------------------------ loading
 
     def load(self) -> None:
@@ -299,7 +116,7 @@ class DiffusionGenerator:
             if self._load_error:
                 raise GeneratorError(self._load_error)
             try:
-                _hub_offline(not self.cfg.allow_download)
+                hub_offline(not self.cfg.allow_download)
                 self._load()
             except GeneratorError as e:
                 self._load_error = str(e)
@@ -311,7 +128,7 @@ class DiffusionGenerator:
                 )
                 raise GeneratorError(self._load_error) from None
             except Exception as e:
-                oom = _out_of_memory(e, self.device or "?")
+                oom = out_of_memory(e, self.device or "?")
                 self._load_error = str(oom) if oom else f"could not load model {self.cfg.model!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                 raise GeneratorError(self._load_error) from None
 
@@ -326,7 +143,7 @@ class DiffusionGenerator:
         self.dtype = pick_dtype(cfg.dtype, self.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        _check_memory(kind, where, self.device, self.dtype)
+        check_memory(kind, where, self.device, self.dtype)
         self.progress(f"loading {kind} {where!r} on {self.device} ({str(self.dtype).replace('torch.', '')})")
         # Library warnings and progress bars are for developers, not the show log.
         diffusers.utils.logging.set_verbosity_error()
@@ -346,7 +163,7 @@ class DiffusionGenerator:
         elif kind == "file":
             from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 
-            arch, config_dir = _single_file_config(where, cfg)
+            arch, config_dir = single_file_config(where, cfg)
             if arch.startswith(("xl", "playground")):
                 cls, common = StableDiffusionXLImg2ImgPipeline, dict(torch_dtype=self.dtype)
             elif arch.startswith(("v1", "v2")) or arch in ("inpainting", "inpainting_v2"):
@@ -405,7 +222,7 @@ class DiffusionGenerator:
         with self._lock:
             self.load()
             t0 = time.perf_counter()
-            seed = _pick_seed(seed, self.cfg.seed)
+            seed = pick_seed(seed, self.cfg.seed)
             out_w, out_h = size or (self.cfg.width, self.cfg.height)
             check_size(out_w, out_h)
             prompt = build_prompt(cue, self.cfg, self.palette)
@@ -415,7 +232,7 @@ class DiffusionGenerator:
             except GeneratorError:
                 raise
             except Exception as e:
-                oom = _out_of_memory(e, self.device or "?")
+                oom = out_of_memory(e, self.device or "?")
                 if oom:
                     raise oom from None
                 raise GeneratorError(f"generation failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -517,19 +334,3 @@ def fidelity_over(generator, cues: list[Cue], seed: int = 0) -> dict:
         "max_hue_error_deg": round(float(np.max(errors)), 1) if errors else None,
         "brightness_r": round(r_b, 3),
     }
-
-
-def _hub_offline(offline: bool) -> None:
-    """Keep huggingface_hub off the network unless the operator allowed downloads: even
-    with ``local_files_only`` it fetches an "agent harnesses" registry from the Hub while
-    building request headers. Its switch is read at import, so set it both ways."""
-    if not offline:
-        return
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return
-    constants.HF_HUB_OFFLINE = True
-    constants.HF_HUB_DISABLE_TELEMETRY = True

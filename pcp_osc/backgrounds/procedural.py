@@ -179,7 +179,7 @@ class ProceduralGenerator:
         return f"procedural {EMOTIONS[cue.emotion]} {cue.colour.hex} at {round(cue.confidence * 100)}%"
 
     def generate(self, cue: Cue, *, seed: int | None = None, size: tuple[int, int] | None = None) -> Background:
-        seed = _pick_seed(seed, self.cfg.seed)
+        seed = pick_seed(seed, self.cfg.seed)
         w, h = size or (self.cfg.width, self.cfg.height)
         t0 = time.perf_counter()
         image = render(cue.emotion, cue.colour, w, h, seed)
@@ -193,7 +193,7 @@ class ProceduralGenerator:
         )
 
 
-def _pick_seed(seed: int | None, cfg_seed: int) -> int:
+def pick_seed(seed: int | None, cfg_seed: int) -> int:
     if seed is not None and seed >= 0:
         return int(seed)
     return int(cfg_seed) if cfg_seed >= 0 else new_seed()
