@@ -23,6 +23,16 @@ from .types import Frame
 
 log = logging.getLogger("pcp_osc.capture")
 
+# OpenCV prints its own warnings straight to stderr ("[ WARN:0@0.5] global cap_v4l.cpp:914 open
+# VIDEOIO(V4L2:/dev/video3): can't open camera by index", once per retry). pcp-osc says what is
+# wrong in the show's words instead, so only OpenCV's errors get through -- unless the operator
+# asks for OpenCV's own log with OPENCV_LOG_LEVEL (e.g. OPENCV_LOG_LEVEL=DEBUG).
+# Its FFmpeg (streams, files) logs a refused connection at its error level: only fatal ones
+# pass (OPENCV_FFMPEG_LOGLEVEL=16 brings them back).
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL; read when FFmpeg first opens something
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")

@@ -360,6 +360,13 @@ def _post_check(obj: Any, where: str) -> None:
             problem = _hostport_check(t)
             if problem:
                 raise ConfigError(f"{where}.extra_targets: {problem}")
+        for key, t in [("target", obj.target)] + [("extra_targets", t) for t in obj.extra_targets]:
+            host, port = parse_hostport(t)
+            if port == obj.control_port and (_is_loopback(host) or host in (obj.control_host, "0.0.0.0")):
+                raise ConfigError(
+                    f"{where}.{key} = {t!r} is this daemon's own show-control port ({where}.control_port = {port}): "
+                    f"its cues would come back to it as show control. Send cues to TouchDesigner's OSC In "
+                    f"(--target, default 127.0.0.1:9011), or move show control (--control-port)")
 
 
 def config_from_dict(data: dict) -> Config:

@@ -94,6 +94,19 @@ def test_command_line_flags_are_validated_like_the_file():
         config_with_overrides(Namespace(config=None, window=301.0))
 
 
+def test_a_target_on_the_daemons_own_control_port_is_refused_at_start(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--target", "127.0.0.1:9010", "--seconds", "1", "--no-log"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "osc.target = '127.0.0.1:9010' is this daemon's own show-control port" in r.stderr
+    assert "--control-port" in r.stderr
+    with pytest.raises(ConfigError, match="extra_targets = 'localhost:7100' is this daemon's own show-control port"):
+        config_from_dict({"osc": {"control_port": 7100, "extra_targets": ["localhost:7100"]}})
+    # the same port on another machine is fine, and so is port 0 (a free one is picked)
+    config_from_dict({"osc": {"target": "10.0.0.9:9010"}})
+    config_from_dict({"osc": {"control_port": 0}})
+
+
 @pytest.mark.parametrize("path", ["examples/show.toml", "touchdesigner/pcp-osc-touchdesigner.toml"])
 def test_shipped_configs_pass_the_start_up_checks(path):
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]

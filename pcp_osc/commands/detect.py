@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     out = sys.stdout
     if not args.json:
-        out.write(f"{'file':<40} {'frame':>5}  {'faces':>5}  faces (box x1,y1,x2,y2 -> emotion confidence)\n")
+        out.write(f"{'file':<40} {'frame':>5}  {'faces':>5}  each face: [x1, y1, x2, y2] -> emotion confidence\n")
     for path in args.inputs:
         try:
             for frame_index, image, still in _frames(path, args.every):
