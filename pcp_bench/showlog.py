@@ -102,7 +102,7 @@ def bench_web(n_cues: int = 40) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
             page = browser.new_page()
-            page.goto(dash.url)
+            page.goto(dash.url_with_token())  # the address printed at start-up: the token comes with it
             page.wait_for_function("window.pcpState && window.pcpState.events && window.pcpState.events.readyState === 1")
             page.evaluate("window.pcpState.latencies = []")
             emotions = ["joy", "sadness", "anger", "anxiety"]
