@@ -8,5 +8,6 @@ same distribution so ``pcp-osc bench`` works from an installed copy.
     backgrounds.py  ``pcp-osc bench --backgrounds``: procedural and Stable Diffusion timings
     sinks.py        ``python -m pcp_bench.sinks``: NDI frame latency, OSC route send cost
     showlog.py      ``python -m pcp_bench.showlog``: show-log write cost, report and dashboard times
+    dashboard_bomb.py ``python -m pcp_bench.dashboard_bomb``: the daemon's peak memory under a decompression-bomb upload
     showsim.py      ``python -m pcp_bench.showsim OUT.db``: a simulated show log (report preview, tests)
 """

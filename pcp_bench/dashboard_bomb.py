@@ -1,6 +1,6 @@
 """The daemon's peak memory under a decompression-bomb PNG posted to the dashboard.
 
-    .venv/bin/python tools/dashboard_bomb.py [--bombs 3] [--side 20000]
+    python -m pcp_bench.dashboard_bomb [--bombs 3] [--side 20000]
 
 Starts `pcp-osc run --source browser --web 127.0.0.1:PORT` as its own process, posts
 ``--bombs`` copies at once of a valid greyscale PNG of zeros (20000x20000: 389 KB on the
