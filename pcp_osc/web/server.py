@@ -55,7 +55,8 @@ from aiohttp import web
 
 from ..config import parse_hostport
 from ..emotions import EMOTIONS
-from ..types import plain
+from ..console import shown
+from ..osc import AllowList, osc_json
 from .preview import FrameTooLarge, decode_frame, render_background, render_preview
 
 log = logging.getLogger("pcp_osc.web")
@@ -106,7 +107,7 @@ class WebDashboard:
         self.token = web_cfg.token or (secrets.token_urlsafe(16) if self.token_required else "")
         self.names = {"localhost", self.host.lower()} | {h.strip().lower().rstrip(".") for h in getattr(web_cfg, "hosts", [])}
         self.any_address = self.host in ("0.0.0.0", "::", "")
-        self.allowed_senders = self._allowed_senders()
+        self.allow_list = self._allow_list()
         self.blur_enforced = bool(web_cfg.blur_faces) and not bool(getattr(web_cfg, "allow_unblurred", False))
         self._frames_busy = 0
         self.ssl_context = self._ssl_context()
@@ -248,7 +249,7 @@ class WebDashboard:
 
     def _on_control(self, event: Any) -> None:
         self._call(self._broadcast, "control", {
-            "address": event.address, "args": plain(list(event.args)), "sender": event.sender,
+            "address": event.address, "args": osc_json(list(event.args)), "sender": event.sender,
             "accepted": bool(event.accepted), "message": event.message, "wall_time": event.wall_time,
         })
 
@@ -379,36 +380,17 @@ class WebDashboard:
         now = time.monotonic()
         if now - getattr(self, "_last_refused_log", -1e9) >= 10.0:  # a hostile page may retry fast: one line per 10 s
             self._last_refused_log = now
-            log.warning("dashboard refused %s %s from %s: %s", request.method, _printable(request.path),
-                        request.remote, _printable(problem))
+            log.warning("dashboard refused %s %s from %s: %s", request.method, shown(request.path),
+                        request.remote, shown(problem, backslashes=False))
 
-    def _allowed_senders(self) -> list:
-        """osc.allowed_senders as addresses and networks, for the page's controls when
-        there is no token. Empty: everyone on loopback (the only place without a token)."""
+    def _allow_list(self) -> AllowList:
+        """osc.allowed_senders, for the page's controls when there is no token: the
+        daemon's own list (resolved once at its start), so OSC and the page agree."""
+        existing = getattr(self.daemon, "allow_list", None)
+        if isinstance(existing, AllowList):
+            return existing
         osc = getattr(getattr(self.daemon, "config", None), "osc", None)
-        out = []
-        for entry in getattr(osc, "allowed_senders", None) or []:
-            text = str(entry).strip()
-            if text.lower() == "localhost":
-                out += [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
-                continue
-            try:
-                out.append(ipaddress.ip_network(text, strict=False))
-            except ValueError:
-                log.warning("osc.allowed_senders entry %r is not an IP address or range; the dashboard ignores it",
-                            _printable(text))
-        return out
-
-    def _sender_allowed(self, remote: str | None) -> bool:
-        if not self.allowed_senders:
-            return True
-        try:
-            ip = ipaddress.ip_address((remote or "").partition("%")[0])
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.allowed_senders if net.version == ip.version)
+        return AllowList(getattr(osc, "allowed_senders", None) or [])
 
     def _page(self, name: str):
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -484,11 +466,11 @@ class WebDashboard:
 
         ctype = request.content_type.lower()
         if ctype != "application/json":
-            return refuse(f"/api/control takes Content-Type application/json, not {_printable(ctype) or 'none'}; "
+            return refuse(f"/api/control takes Content-Type application/json, not {shown(ctype) or 'none'}; "
                           f"{CONTROL_EXAMPLE}", 415)
-        if not self.token_required and not self._sender_allowed(request.remote):
-            return refuse(f"sender {request.remote} is not in osc.allowed_senders; use the dashboard's token "
-                          "(web.require_token) or add the address", 403)
+        if not self.token_required and not self.allow_list.allows(request.remote):
+            return refuse(f"sender {request.remote} is not in osc.allowed_senders ({self.allow_list}); use the "
+                          "dashboard's token (web.require_token) or add the address", 403)
         raw = await _read_body(request, MAX_CONTROL_BYTES)
         if raw is None:
             return refuse(f"a control is at most {MAX_CONTROL_BYTES} bytes of JSON; {CONTROL_EXAMPLE}", 413)
@@ -499,7 +481,7 @@ class WebDashboard:
         except UnicodeDecodeError:
             return refuse(f"the body is not UTF-8 text; {CONTROL_EXAMPLE}")
         except ValueError as e:  # JSONDecodeError, an integer of thousands of digits, NaN/Infinity
-            return refuse(f"the body is not JSON a control can use ({_printable(str(e))[:160]}); {CONTROL_EXAMPLE}")
+            return refuse(f"the body is not JSON a control can use ({shown(str(e))[:160]}); {CONTROL_EXAMPLE}")
         if not isinstance(body, dict) or not isinstance(body.get("address"), str) or not isinstance(body.get("args", []), list):
             return refuse(f"{CONTROL_EXAMPLE}: address a string, args a list")
         address, args = body["address"], list(body.get("args", []))
@@ -527,7 +509,7 @@ class WebDashboard:
                           "(or capture.source = \"browser\") to use this page as the audience camera", 409)
         ctype = request.content_type.lower()
         if ctype not in FRAME_TYPES:
-            return refuse(f"/api/frame takes Content-Type image/jpeg or image/png, not {_printable(ctype) or 'none'}", 415)
+            return refuse(f"/api/frame takes Content-Type image/jpeg or image/png, not {shown(ctype) or 'none'}", 415)
         limit = self.cfg.max_frame_bytes
         if request.content_length is not None and request.content_length > limit:
             return refuse(f"the frame is larger than web.max_frame_bytes = {limit}; lower the camera page's resolution", 413)
@@ -612,8 +594,3 @@ def _split_authority(authority: str) -> tuple[str, int | None]:
         if not sep or ":" in host:  # no port, or a bare IPv6 address
             host, port = a, ""
     return host.lower().rstrip("."), (int(port) if port.isdigit() and len(port) <= 5 else None)
-
-
-def _printable(text: str) -> str:
-    """Text from the network, safe for a terminal and a log line (no escapes, no newlines)."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))[:300]
