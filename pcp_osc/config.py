@@ -39,6 +39,12 @@ def _emotion_check(v: Any) -> str | None:
     return None
 
 
+def _region_check(v: Any) -> str | None:
+    from .perception.region import polygon_problem
+
+    return polygon_problem(v)
+
+
 def _hostport_check(v: Any) -> str | None:
     try:
         parse_hostport(v)
@@ -106,10 +112,14 @@ class PerceptionConfig:
     face_threshold: float = opt(0.5, range=(0.01, 0.99), doc="face detector confidence to keep a face")
     min_face_px: int = opt(12, range=(4, 512), doc="smallest face height kept, in frame pixels")
     detect_scale: float = opt(0.5, range=(0.1, 2.0), doc="the whole frame is searched at this scale every frame (0.5: faces from ~64 px are found at once; the detector needs ~30 px)")
-    small_faces: str = opt("sweep", choices=("sweep", "full", "off"), doc="faces too small for detect_scale: sweep = search one tile per frame at small_face_scale and follow what is found (live video); full = search the whole frame at small_face_scale every call (stills; slow); off")
+    small_faces: str = opt("sweep", choices=("sweep", "full", "off"), doc="faces too small for detect_scale: sweep = live video: known faces are followed every picture and the picture is searched piece by piece (search_s) and whole when it changes or time allows; full = the whole picture at small_face_scale every picture (slow); off")
     small_face_scale: float = opt(1.6, range=(0.5, 4.0), doc="scale of the small-face search: 1.6 makes a 20 px face 32 px, which the detector finds")
-    sweep_every: int = opt(4, range=(1, 60), doc="live video: search one small-face tile every this many frames (1280x720: the whole frame in 40 tiles, 5.3 s at 30 fps)")
-    full_search_every: int = opt(6, range=(1, 60), doc="live video: search the whole frame for new faces (not small ones) every this many frames")
+    search_s: float = opt(2.0, range=(0.2, 60.0), doc="live video: every part of the picture is searched for new faces, small ones included, at least once in this many seconds (at any frame rate)")
+    search_budget: float = opt(0.5, range=(0.05, 1.0), doc="live video: share of the time between two pictures a whole-picture search may take; when its measured cost fits, every picture is searched whole (a folder, a phone's browser camera)")
+    cut_change: float = opt(0.12, range=(0.01, 1.0), doc="live video: change of the whole picture between two pictures (0..1, mean brightness difference) taken as a camera cut: the whole picture is searched at once")
+    track_hold_s: float = opt(0.5, range=(0.0, 10.0), doc="live video: a followed face that is not found again is looked for this long before its track ends (it is not reported meanwhile)")
+    region: list[list[float]] = opt(factory=list, check=_region_check, doc="audience region: polygon of [x, y] points as fractions of the picture (0..1; [0, 0] top left), e.g. [[0, 0.35], [1, 0.35], [1, 1], [0, 1]]; nothing outside is searched or counted (empty: the whole picture)")
+    region_mask: str = opt("", doc="audience region as a mask image (white = audience, black = not; stretched to the picture); instead of region")
     detect_side: int = opt(1280, range=(160, 4096), doc="longest side the detector sees at once; a larger (scaled) frame is tiled, or shrunk to it when tile = false")
     tile: bool = opt(True, doc="tile frames larger than detect_side instead of shrinking them (keeps small faces in 4K)")
     threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: all cores)")
@@ -270,6 +280,14 @@ class Config:
 
 # --------------------------------------------------------------------------- validation
 
+# Keys of earlier versions, and what replaced them (an old config gets told, not just refused).
+REPLACED_KEYS = {
+    ("PerceptionConfig", "sweep_every"): "the small-face search is now paced by time: perception.search_s "
+                                         "(every part of the picture searched within this many seconds, default 2)",
+    ("PerceptionConfig", "full_search_every"): "the whole-picture search is now planned by time and change: "
+                                               "perception.search_s, perception.search_budget and perception.cut_change",
+}
+
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -283,7 +301,11 @@ def _check_value(where: str, tp: Any, value: Any, meta: dict) -> Any:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, list):
             raise ConfigError(f"{where} = {value!r} must be a list")
-        return [_check_value(f"{where}[{i}]", item_tp, v, {}) for i, v in enumerate(value)]
+        items = [_check_value(f"{where}[{i}]", item_tp, v, {}) for i, v in enumerate(value)]
+        problem = meta["check"](items) if "check" in meta else None
+        if problem:
+            raise ConfigError(f"{where} {problem}")
+        return items
     if origin in (dict, typing.Dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} = {value!r} must be a table")
@@ -323,6 +345,8 @@ def _build(cls: type, table: dict, where: str) -> Any:
     kwargs = {}
     for key, value in table.items():
         path = f"{where}.{key}" if where else key
+        if key not in fields and (cls.__name__, key) in REPLACED_KEYS:
+            raise ConfigError(f"{path} is no longer used: {REPLACED_KEYS[(cls.__name__, key)]}")
         if key not in fields:
             allowed = ", ".join(fields)
             raise ConfigError(f"unknown key {path!r}; allowed keys{' in [' + where + ']' if where else ''}: {allowed}")
@@ -343,6 +367,14 @@ def _post_check(obj: Any, where: str) -> None:
                 raise ConfigError(
                     f"{where}.{name} = {getattr(obj, name)!r} is not a colour; write it as \"#rrggbb\""
                 ) from None
+    if isinstance(obj, PerceptionConfig) and obj.region and obj.region_mask:
+        raise ConfigError(f"{where}.region and {where}.region_mask are both set; give one of them (a polygon or a mask image)")
+    if isinstance(obj, PerceptionConfig) and obj.region_mask:
+        from pathlib import Path as _Path
+
+        if not _Path(obj.region_mask).expanduser().is_file():
+            raise ConfigError(f"{where}.region_mask = {obj.region_mask!r} does not exist; give a PNG or JPEG "
+                              f"(white where the audience is, black elsewhere)")
     if isinstance(obj, CaptureConfig) and obj.reconnect_min_s > obj.reconnect_max_s:
         raise ConfigError(f"{where}.reconnect_min_s must not exceed {where}.reconnect_max_s")
     if isinstance(obj, WebConfig) and not obj.require_token:

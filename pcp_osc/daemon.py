@@ -200,7 +200,7 @@ class Daemon:
                 continue
             t = time.perf_counter()
             try:
-                faces = self._backend.detect(frame.image)
+                faces = self._backend.detect(frame.image, frame.timestamp)
             except Exception as e:
                 self.counters["perception_errors"] += 1
                 if self.counters["perception_errors"] in (1, 100) or self.counters["perception_errors"] % 1000 == 0:

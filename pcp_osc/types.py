@@ -44,22 +44,28 @@ class Faces:
     boxes: (n, 4) float32 xyxy in pixels of the frame.
     detection_confidence: (n,) float32, the face detector's confidence.
     scores: (n, 5) float32, each row a distribution over EMOTIONS (sums to 1).
+    track_id: (n,) int64, the face's track on live video (the same person keeps the same
+        id from picture to picture, as supervision's ``tracker_id``); -1 where the face is
+        not tracked (photographs, backends without tracking). Default: all -1.
     """
 
     boxes: np.ndarray
     detection_confidence: np.ndarray
     scores: np.ndarray
     data: dict[str, Any] = field(default_factory=dict)
+    track_id: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.detection_confidence = np.asarray(self.detection_confidence, dtype=np.float32).reshape(-1)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1, N_EMOTIONS)
         n = len(self.boxes)
-        if len(self.detection_confidence) != n or len(self.scores) != n:
+        self.track_id = (np.full(n, -1, np.int64) if self.track_id is None
+                         else np.asarray(self.track_id, dtype=np.int64).reshape(-1))
+        if len(self.detection_confidence) != n or len(self.scores) != n or len(self.track_id) != n:
             raise ValueError(
                 f"Faces arrays disagree: {n} boxes, {len(self.detection_confidence)} confidences, "
-                f"{len(self.scores)} score rows"
+                f"{len(self.scores)} score rows, {len(self.track_id)} track ids"
             )
 
     @classmethod
@@ -72,7 +78,8 @@ class Faces:
     def __getitem__(self, index: Any) -> "Faces":
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        return Faces(self.boxes[index], self.detection_confidence[index], self.scores[index])
+        return Faces(self.boxes[index], self.detection_confidence[index], self.scores[index],
+                     track_id=self.track_id[index])
 
     @property
     def emotion_index(self) -> np.ndarray:
@@ -82,16 +89,17 @@ class Faces:
     def to_json(self) -> list[dict[str, Any]]:
         """The faces as plain JSON values (the `pcp-osc detect --json` face objects)."""
         out = []
-        for box, row in zip(self.boxes, self.scores):
+        for box, row, track in zip(self.boxes, self.scores, self.track_id):
             k = int(row.argmax())
-            out.append(
-                {
-                    "box": [round(float(v), 1) for v in box],
-                    "emotion": EMOTIONS[k],
-                    "confidence": round(float(row[k]), 4),
-                    "scores": {e: round(float(s), 4) for e, s in zip(EMOTIONS, row)},
-                }
-            )
+            face = {
+                "box": [round(float(v), 1) for v in box],
+                "emotion": EMOTIONS[k],
+                "confidence": round(float(row[k]), 4),
+                "scores": {e: round(float(s), 4) for e, s in zip(EMOTIONS, row)},
+            }
+            if track >= 0:
+                face["track"] = int(track)
+            out.append(face)
         return out
 
 

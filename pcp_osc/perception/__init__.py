@@ -1,8 +1,9 @@
 """Perception: a frame in, :class:`~pcp_osc.types.Faces` out.
 
-Every backend has ``name``, ``detect(image_bgr) -> Faces`` and
-``detect_many(images) -> list[Faces]``; the daemon and the commands see nothing
-else. Backends: ``default`` (the shipped face detector + expression classifier on
+Every backend has ``name``, ``detect(image_bgr, timestamp_s=None) -> Faces`` (one
+picture of a live stream, in order: faces carry track ids) and
+``detect_many(images) -> list[Faces]`` (independent pictures); the daemon and the
+commands see nothing else. Backends: ``default`` (the shipped face detector + expression classifier on
 onnxruntime) and ``yolo`` (ultralytics models, .pt or exported .onnx).
 """
 
@@ -22,7 +23,7 @@ class PerceptionError(RuntimeError):
 class Backend(Protocol):
     name: str
 
-    def detect(self, image_bgr: np.ndarray) -> Faces: ...
+    def detect(self, image_bgr: np.ndarray, timestamp_s: float | None = None) -> Faces: ...
 
     def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]: ...
 

@@ -12,10 +12,12 @@ What a caller may rely on:
 - the detector needs faces of ~32 px, so the whole frame is searched at
   ``cfg.detect_scale`` (0.5: faces from ~64 px) and small faces at
   ``cfg.small_face_scale`` (1.6: faces from 20 px). ``detect`` treats consecutive calls
-  as live video (``small_faces = "sweep"``): the first frame of a size is searched fully,
-  later ones re-check the faces already found, sweep one small-face tile every second
-  frame and search the whole frame every third frame. ``detect_still`` / ``detect_many`` search
+  as live video (``small_faces = "sweep"``, see live.py): known faces are followed in
+  every picture and keep a track id (``Faces.track_id``); the search for new ones is
+  planned by time and change (schedule.py). ``detect_still`` / ``detect_many`` search
   everything now (photographs). One backend per video stream: it keeps that state;
+- with an audience region (``cfg.region`` / ``cfg.region_mask``, region.py) only its
+  bounding box is searched and only faces centred inside it are reported;
 - a searched image larger than ``cfg.detect_side`` (4K cameras) is cut into
   overlapping tiles whose faces are merged (``cfg.tile``), or shrunk to it.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from typing import Sequence
 
 import cv2
@@ -32,6 +35,8 @@ import numpy as np
 
 from ..types import Faces
 from .classifier import ExpressionClassifier, onnx_session
+from .live import LiveSearch
+from .region import AudienceRegion
 from .weights import CLASSIFIER_FILE, DETECTOR_FILE, weight_path
 
 log = logging.getLogger(__name__)
@@ -47,22 +52,17 @@ TILE_OVERLAP_PX = 96  # at detector scale: a bit more than the largest face a ti
 # RetinaFace MobileNet-0.25 finds faces from about this height (its input px) reliably;
 # measured on the shipped photos: 32 px 98% at threshold 0.5, 24 px 27%, 20 px 2%.
 RELIABLE_FACE_PX = 32
-# Small-face sweep: tiles of this size (detector px) at small_face_scale, one every
-# cfg.sweep_every frames (default 4; 1280x720 at 1.6: 40 tiles, the whole frame in
-# ~5.3 s at 30 fps -- a third of a cue window). Measured at 8 faces: every 2nd frame
-# and a full search every 3rd cost 21 ms/frame; every 4th and 6th, 16 ms.
-SWEEP_EVERY = 4
+# Small-face search on live video: tiles of this size (detector px) at small_face_scale
+# (1280x720 at 1.6: 40 tiles), visited in turn so the whole frame is searched within
+# cfg.search_s (schedule.py).
 SWEEP_TILE_PX = 320
 SWEEP_OVERLAP_PX = 64
-# Re-check of a known small face: a window this many face sizes wide, seen at this size.
+# Re-check of a known face: a window this many face sizes wide (more while the face's
+# position is uncertain), seen at RECHECK_PX (up to RECHECK_MAX_PX for wide windows, so
+# the face stays large enough for the detector).
 RECHECK_PER_FACE = 2.0
 RECHECK_PX = 64
-MAX_TRACKS = 64
-# Sweep mode: the whole frame at detect_scale every this many frames (new faces that
-# are not small are found within full_search_every frames; known faces are re-checked every frame).
-BASE_EVERY = 6  # the default of cfg.full_search_every
-# A face not found again is still looked for this many frames (not reported meanwhile).
-MAX_MISSES = 3
+RECHECK_MAX_PX = 128
 
 class DefaultBackend:
     """RetinaFace + mini-Xception on onnxruntime (CPU)."""
@@ -89,21 +89,28 @@ class DefaultBackend:
         self._detector = onnx_session(ort, det_path, opts)
         self.classifier = ExpressionClassifier.shipped(cls_path, opts)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
-        self._sweep: _Sweep | None = None
+        self.region = AudienceRegion.from_config(cfg)
+        self._live: LiveSearch | None = None
 
     # ------------------------------------------------------------------ public
 
-    def detect(self, image_bgr: np.ndarray) -> Faces:
+    def detect(self, image_bgr: np.ndarray, timestamp_s: float | None = None) -> Faces:
+        """The faces of one picture of a live stream (the pictures of one stream, in
+        order): each with its track id. ``timestamp_s``: when the picture was taken
+        (seconds, e.g. time.monotonic() or a video's frame time); default: now."""
         image = _check_image(image_bgr)
-        boxes, conf = self._find_faces(image, self.cfg.small_faces)
+        if self._live is None:
+            self._live = LiveSearch(self, self.cfg, self.region)
+        t = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        boxes, conf, ids = self._live.step(image, t)
         scores = self.classifier.classify(image, boxes)
-        return Faces(boxes, conf, scores)
+        return Faces(boxes, conf, scores, track_id=ids)
 
     def detect_still(self, image_bgr: np.ndarray) -> Faces:
         """Like :meth:`detect`, but every part of the image is searched for small faces
         now (no sweep over frames): for photographs, slower."""
         image = _check_image(image_bgr)
-        boxes, conf = self._find_faces(image, "off" if self.cfg.small_faces == "off" else "full")
+        boxes, conf = self._find_in_region(image, "off" if self.cfg.small_faces == "off" else "full")
         return Faces(boxes, conf, self.classifier.classify(image, boxes))
 
     def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]:
@@ -111,7 +118,7 @@ class DefaultBackend:
         faces of all images are classified in one batch."""
         images = [_check_image(im, f"image {i}") for i, im in enumerate(images_bgr)]
         mode = "off" if self.cfg.small_faces == "off" else "full"
-        found = [self._find_faces(im, mode) for im in images]
+        found = [self._find_in_region(im, mode) for im in images]
         crops = [self.classifier.crops(im, b) for im, (b, _) in zip(images, found)]
         scores = self.classifier.scores(np.concatenate(crops)) if crops else np.zeros((0, 5), np.float32)
         out, start = [], 0
@@ -126,32 +133,34 @@ class DefaultBackend:
 
     # ------------------------------------------------------------------ detection
 
+    def _find_in_region(self, image: np.ndarray, mode: str, geo=None, filter_region: bool = True):
+        """:meth:`_find_faces` inside the audience region: only its bounding box is
+        searched, and (``filter_region``) only faces centred in the region are kept."""
+        if self.region is None:
+            return self._find_faces(image, mode)
+        h, w = image.shape[:2]
+        geo = geo or self.region.geometry(w, h)
+        if geo.empty:
+            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+        x0, y0, x1, y1 = geo.bbox
+        boxes, conf = self._find_faces(image[y0:y1, x0:x1], mode)
+        boxes = boxes + np.array([x0, y0, x0, y0], np.float32)
+        if filter_region and len(boxes):
+            keep = geo.inside(boxes)
+            boxes, conf = boxes[keep], conf[keep]
+        return boxes, conf
+
     def _find_faces(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (frame px) and confidences.
+        """Boxes (frame px) and confidences of a whole-picture search.
 
         ``off``: the whole frame at detect_scale. ``full``: that, and the whole frame again
-        at small_face_scale (photographs). ``sweep`` (live video): the first frame of a
-        new size is searched as in ``full``; after that, each frame re-checks every face
-        of the previous frame in a window around it (one small batch), searches one tile
-        at small_face_scale for new small faces, and every cfg.full_search_every-th frame the whole
-        frame at detect_scale for new larger ones. An audience mostly stays put, so this
-        finds the same faces for a fraction of the work."""
+        at small_face_scale (photographs, and live video's whole-picture searches)."""
         h, w = image.shape[:2]
         small = float(self.cfg.small_face_scale)
-        sweep = self._sweep
         if mode == "off" or small <= self.cfg.detect_scale:
             parts = [self._search(image, float(self.cfg.detect_scale))]
-        elif mode == "full" or sweep is None or sweep.size != (w, h):
-            parts = [self._search(image, float(self.cfg.detect_scale)), self._search(image, small)]
-            if mode == "sweep":
-                self._sweep = sweep = _Sweep((w, h), _sweep_tiles(w, h, small))
         else:
-            sweep.frame += 1
-            parts = [self._recheck(image, sweep.tracks, small)]
-            if sweep.frame % getattr(self.cfg, "sweep_every", SWEEP_EVERY) == 0:
-                parts.append(self._search_region(image, sweep.next_tile(), small))
-            if sweep.frame % getattr(self.cfg, "full_search_every", BASE_EVERY) == 0 or not len(sweep.tracks):
-                parts.append(self._search(image, float(self.cfg.detect_scale)))
+            parts = [self._search(image, float(self.cfg.detect_scale)), self._search(image, small)]
         boxes = np.concatenate([b for b, _ in parts])
         conf = np.concatenate([c for _, c in parts])
         if len(parts) > 1 and len(boxes):
@@ -161,8 +170,6 @@ class DefaultBackend:
             np.clip(boxes, 0, [w, h, w, h], out=boxes)
             keep = (boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_face_px
             boxes, conf = boxes[keep], conf[keep]
-        if mode == "sweep" and sweep is not None:
-            sweep.follow(boxes)
         return boxes, conf
 
     def _search(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -193,39 +200,57 @@ class DefaultBackend:
         boxes = boxes / np.array([tw / (x1 - x0), th / (y1 - y0)] * 2, np.float32) + np.array([x0, y0, x0, y0], np.float32)
         return boxes, conf
 
-    def _recheck(self, image: np.ndarray, tracks: np.ndarray, scale: float):
-        """Find each known small face again in a window around it, all windows in one
-        detector batch (fixed size, so a moving face is followed frame to frame)."""
-        if not len(tracks):
-            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+    def _recheck(self, image: np.ndarray, tracks: np.ndarray, scale: float,
+                 uncertainty_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Find each known face again in a window around its predicted box (2 face sizes,
+        widened by the prediction's uncertainty), windows of one size in one detector
+        batch. Returns boxes, confidences and, per box, the index of its track."""
+        n = len(tracks)
+        empty = np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+        if not n:
+            return empty
         h, w = image.shape[:2]
-        windows = np.empty((len(tracks), RECHECK_PX, RECHECK_PX, 3), np.uint8)
-        origins = []
+        unc = np.zeros(n, np.float32) if uncertainty_px is None else np.asarray(uncertainty_px, np.float32)
+        windows: dict[int, list] = {}
         for i, (x1, y1, x2, y2) in enumerate(tracks):
-            side = max(RECHECK_PER_FACE * max(x2 - x1, y2 - y1), RECHECK_PX / scale)
+            face = max(x2 - x1, y2 - y1, 1.0)
+            # widened by the uncertainty, up to twice: wider, the face would be too small at RECHECK_MAX_PX
+            side = max(RECHECK_PER_FACE * face + 2 * min(float(unc[i]), face), RECHECK_PX / scale)
+            # seen at RECHECK_PX, or more when the window is wide, so the face stays >= ~32 px
+            px = int(min(RECHECK_MAX_PX, max(RECHECK_PX, 32 * math.ceil(RECHECK_PX * side / (RECHECK_PER_FACE * face) / 32))))
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            wx0, wy0 = int(round(cx - side / 2)), int(round(cy - side / 2))
             s = max(2, int(round(side)))
+            wx0, wy0 = int(round(cx - s / 2)), int(round(cy - s / 2))
             cx0, cy0, cx1, cy1 = max(0, wx0), max(0, wy0), min(w, wx0 + s), min(h, wy0 + s)
+            if cx1 <= cx0 or cy1 <= cy0:
+                continue  # predicted off the picture
             patch = image[cy0:cy1, cx0:cx1]
             if (cx0, cy0, cx1, cy1) != (wx0, wy0, wx0 + s, wy0 + s):
                 patch = cv2.copyMakeBorder(patch, cy0 - wy0, wy0 + s - cy1, cx0 - wx0, wx0 + s - cx1,
                                            cv2.BORDER_CONSTANT, value=(104, 117, 123))
-            windows[i] = cv2.resize(patch, (RECHECK_PX, RECHECK_PX), interpolation=cv2.INTER_LINEAR)
-            origins.append((wx0, wy0, s / RECHECK_PX))
-        found_boxes, found_conf = [], []
-        for (b, c), (ox, oy, k) in zip(self._run_detector(windows), origins):
-            if not len(b):
-                continue
-            centre = (b[:, :2] + b[:, 2:]) / 2
-            near = np.all(np.abs(centre - RECHECK_PX / 2) < RECHECK_PX / 4, axis=1)
-            if near.any():
-                j = int(np.argmax(np.where(near, c, -1)))
-                found_boxes.append(b[j] * k + np.array([ox, oy, ox, oy], np.float32))
+            windows.setdefault(px, []).append((i, cv2.resize(patch, (px, px), interpolation=cv2.INTER_LINEAR),
+                                               wx0, wy0, s / px, face))
+        found_boxes, found_conf, found_track = [], [], []
+        for px, items in windows.items():
+            batch = np.stack([it[1] for it in items])
+            for (b, c), (i, _, ox, oy, k, face) in zip(self._run_detector(batch), items):
+                if not len(b):
+                    continue
+                fb = b * k + np.array([ox, oy, ox, oy], np.float32)
+                size = np.maximum(fb[:, 2] - fb[:, 0], fb[:, 3] - fb[:, 1])
+                centre = (fb[:, :2] + fb[:, 2:]) / 2
+                d = np.hypot(*(centre - (tracks[i, :2] + tracks[i, 2:]) / 2).T)
+                # the same face: about its size, and about where it was expected
+                plausible = (size > 0.6 * face) & (size < 1.6 * face) & (d <= 0.6 * face + unc[i])
+                if not plausible.any():
+                    continue
+                j = int(np.argmin(np.where(plausible, d, np.inf)))
+                found_boxes.append(fb[j])
                 found_conf.append(c[j])
+                found_track.append(i)
         if not found_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-        return np.array(found_boxes, np.float32), np.array(found_conf, np.float32)
+            return empty
+        return np.array(found_boxes, np.float32), np.array(found_conf, np.float32), np.array(found_track, np.int64)
 
     def _detect_tiled(self, scaled: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
         sh, sw = scaled.shape[:2]
@@ -309,36 +334,6 @@ def _check_image(image: object, what: str = "image") -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     raise ValueError(f"{what} has {channels} channels, expected 3 (BGR), 4 (BGRA) or 1 (gray)")
-
-
-class _Sweep:
-    """The sweep's state for one frame size: the tiles (frame px) it visits in turn, the
-    frame count, and the faces of the last frame (re-checked on the next)."""
-
-    def __init__(self, size: tuple[int, int], tiles: list[tuple[int, int, int, int]]) -> None:
-        self.size = size
-        self.tiles = tiles
-        self.cursor = 0
-        self.frame = 0
-        self.tracks = np.zeros((0, 4), np.float32)
-        self.misses = np.zeros((0,), np.int32)
-
-    def follow(self, found: np.ndarray) -> None:
-        """The faces to re-check next frame: those found now, and for a few frames those
-        that were not (a blink, a turned head, motion blur) so they are not lost until
-        the sweep comes round again."""
-        old, misses = self.tracks, self.misses + 1
-        if len(old) and len(found):
-            seen = _iou(old, found).max(axis=1) > TILE_MERGE_IOU
-            old, misses = old[~seen], misses[~seen]
-        keep = misses <= MAX_MISSES
-        self.tracks = np.concatenate([found, old[keep]])[:MAX_TRACKS].astype(np.float32)
-        self.misses = np.concatenate([np.zeros(len(found), np.int32), misses[keep]])[:MAX_TRACKS]
-
-    def next_tile(self) -> tuple[int, int, int, int]:
-        tile = self.tiles[self.cursor % len(self.tiles)]
-        self.cursor += 1
-        return tile
 
 
 def _sweep_tiles(w: int, h: int, scale: float) -> list[tuple[int, int, int, int]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,6 +34,8 @@ import numpy as np
 from ..emotions import EMOTIONS, UnknownEmotion, merge_matrix
 from ..types import Faces
 from . import PerceptionError
+from .region import AudienceRegion
+from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +289,9 @@ class YoloBackend:
         self.iou_threshold = float(getattr(cfg, "yolo_iou", 0.5))
         self.min_face_px = int(getattr(cfg, "min_face_px", 0))
         self.face_detector = face_detector
+        self.cfg = cfg
+        self.region = AudienceRegion.from_config(cfg)
+        self._tracker: FaceTracker | None = None
         if self.mode == "classifier" and self.face_detector is None:
             self.face_detector = _shipped_face_detector(cfg)
         log.info(
@@ -300,15 +306,33 @@ class YoloBackend:
 
     # -- the Backend protocol
 
-    def detect(self, image_bgr: np.ndarray) -> Faces:
-        return self.detect_many([image_bgr])[0]
+    def detect(self, image_bgr: np.ndarray, timestamp_s: float | None = None) -> Faces:
+        """One picture of a live stream: faces with track ids (see the default backend)."""
+        if self.mode == "classifier":
+            # the shipped detector follows the faces (tracks, search schedule, region)
+            faces = self.face_detector.detect(image_bgr, timestamp_s)
+            scores = self.classify_crops([crop_face(_as_bgr(image_bgr), box) for box in faces.boxes])
+            return Faces(faces.boxes, faces.detection_confidence, scores, track_id=faces.track_id)
+        faces = self._in_region(image_bgr, self._detect([image_bgr])[0])
+        if self._tracker is None:
+            self._tracker = FaceTracker(hold_s=float(getattr(self.cfg, "track_hold_s", 0.5)), confident=self.conf_threshold)
+        t = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        self._tracker.predict(t)
+        ids = self._tracker.update(t, faces.boxes, faces.detection_confidence)
+        return Faces(faces.boxes, faces.detection_confidence, faces.scores, track_id=ids)
 
     def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]:
         if not len(images_bgr):
             return []
         if self.mode == "classifier":
             return self._classify_faces(images_bgr)
-        return self._detect(images_bgr)
+        return [self._in_region(im, f) for im, f in zip(images_bgr, self._detect(images_bgr))]
+
+    def _in_region(self, image: np.ndarray, faces: Faces) -> Faces:
+        """Only the faces centred in the audience region (cfg.region / region_mask)."""
+        if self.region is None or not len(faces):
+            return faces
+        return faces[self.region.geometry(image.shape[1], image.shape[0]).inside(faces.boxes)]
 
     # -- detector mode
 

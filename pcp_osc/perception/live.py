@@ -1,0 +1,129 @@
+"""Live video for the default backend: follow the known faces in every picture, search
+for new ones as the schedule says, and keep each face's identity.
+
+Per picture (``LiveSearch.step``):
+1. the tracks are moved to the picture's time (Kalman prediction);
+2. each track is looked for in a window cut around its predicted box (all windows in
+   one detector batch; the window widens with the track's uncertainty), so a face is
+   found again in every picture where it is visible, whatever the search cadence;
+3. the schedule (schedule.py) picks the search for new faces: the whole picture, or
+   this picture's share of the small-face tiles and of the coarse whole-picture pass;
+4. the detections are matched to the tracks (tracking.py); only faces seen in this
+   picture are reported, each with its track id; a face unseen for ``track_hold_s``
+   ends its track.
+Everything happens inside the audience region when one is set (region.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .region import AudienceRegion
+from .schedule import Plan, SearchSchedule
+from .tracking import FaceTracker
+
+log = logging.getLogger(__name__)
+
+EMPTY_BOXES = np.zeros((0, 4), np.float32)
+EMPTY_CONF = np.zeros((0,), np.float32)
+
+
+class LiveSearch:
+    """One video stream's live state, driving a DefaultBackend's detector."""
+
+    def __init__(self, backend, cfg, region: AudienceRegion | None) -> None:
+        self.backend = backend
+        self.cfg = cfg
+        self.region = region
+        self.tracker = FaceTracker(hold_s=cfg.track_hold_s, confident=cfg.face_threshold)
+        self.schedule = SearchSchedule(cfg.search_s, cfg.search_budget, cfg.cut_change)
+        self.size: tuple[int, int] | None = None
+        self.tiles: list[tuple[int, int, int, int]] = []
+        self.cursor = 0
+        self.last_plan = None
+        self.pictures = 0
+
+    def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boxes, detection confidence, track ids) of the faces seen in this picture."""
+        b = self.backend
+        h, w = image.shape[:2]
+        geo = self.region.geometry(w, h) if self.region is not None else None
+        if self.size != (w, h):
+            self._new_size(w, h, geo)
+        self.pictures += 1
+        if geo is not None and geo.empty:
+            return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
+        previous_t = self.schedule.last_t
+        dt, change = self.schedule.observe(t, image)
+        predicted = self.tracker.predict(t)
+        small = float(self.cfg.small_face_scale)
+        looking = len(predicted)
+        if looking:
+            rb, rc, rhint = b._recheck(image, predicted, small, self.tracker.uncertainty_px())
+        else:
+            rb, rc, rhint = EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
+        # faces seen in the previous picture and not found again in this one: many at once
+        # means the picture moved or cut under them
+        was_seen = self.tracker.last_seen >= (previous_t if previous_t is not None else np.inf)
+        refound = np.zeros(looking, bool)
+        refound[rhint] = True
+        lost = int((was_seen & ~refound).sum())
+        mode = self.cfg.small_faces  # sweep (live default), full (everything every picture), off
+        plan = self.schedule.plan(dt, change, looking, lost, len(self.tiles) if mode == "sweep" else 0)
+        if mode != "sweep" and not plan.full:
+            plan = Plan(True, mode, False, 0)
+        self.last_plan = plan
+        parts = []
+        if plan.full:
+            t0 = time.perf_counter()
+            parts.append(b._find_in_region(image, "off" if mode == "off" else "full", geo, filter_region=False))
+            self.schedule.record("full", time.perf_counter() - t0)
+            if plan.reason not in ("first picture", "slow source", "time allows"):
+                log.debug("whole picture searched: %s", plan.reason)
+        else:
+            if plan.coarse:
+                t0 = time.perf_counter()
+                parts.append(b._find_in_region(image, "off", geo, filter_region=False))
+                self.schedule.record("coarse", time.perf_counter() - t0)
+            for _ in range(plan.tiles):
+                tile = self.tiles[self.cursor % len(self.tiles)]
+                self.cursor += 1
+                t0 = time.perf_counter()
+                parts.append(b._search_region(image, tile, small))
+                self.schedule.record("tile", time.perf_counter() - t0)
+        sb = np.concatenate([EMPTY_BOXES] + [p[0] for p in parts])
+        sc = np.concatenate([EMPTY_CONF] + [p[1] for p in parts])
+        if len(parts) > 1 and len(sb):
+            from .default import TILE_MERGE_IOU, nms
+
+            keep = nms(sb, sc, TILE_MERGE_IOU, containment=True)
+            sb, sc = sb[keep], sc[keep]
+        boxes = np.concatenate([rb, sb]).astype(np.float32)
+        conf = np.concatenate([rc, sc]).astype(np.float32)
+        hint = np.concatenate([rhint, np.full(len(sb), -1, np.int64)])
+        if len(boxes):
+            np.clip(boxes, 0, [w, h, w, h], out=boxes)
+            keep = (boxes[:, 3] - boxes[:, 1]) >= self.cfg.min_face_px
+            if geo is not None:
+                keep &= geo.inside(boxes)
+            boxes, conf, hint = boxes[keep], conf[keep], hint[keep]
+        ids = self.tracker.update(t, boxes, conf, hint, end_unmatched=plan.reason in ("cut", "faces lost"))
+        seen = ids >= 0
+        return boxes[seen], conf[seen], ids[seen]
+
+    def _new_size(self, w: int, h: int, geo) -> None:
+        from .default import _sweep_tiles
+
+        if self.size is not None:
+            log.info("picture size changed from %dx%d to %dx%d: faces are searched afresh", *self.size, w, h)
+        self.size = (w, h)
+        self.tracker.reset()
+        self.schedule.reset()
+        x0, y0, x1, y1 = (0, 0, w, h) if geo is None else geo.bbox
+        tiles = [(tx0 + x0, ty0 + y0, tx1 + x0, ty1 + y0)
+                 for tx0, ty0, tx1, ty1 in _sweep_tiles(max(1, x1 - x0), max(1, y1 - y0), float(self.cfg.small_face_scale))]
+        self.tiles = [t for t in tiles if geo is None or geo.touches(t)] or [(0, 0, w, h)]
+        self.cursor = 0

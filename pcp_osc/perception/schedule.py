@@ -1,0 +1,111 @@
+"""When to search a live picture for new faces: by time and by change, not by frame counts.
+
+Known faces are followed every picture (their tracks' windows, cheap). Searching the
+picture for new faces is the expensive part, so it is planned per picture from the
+clock of the source and the measured cost of each kind of search:
+
+- the whole picture (both scales, the same search a photograph gets) when
+  * it is the first picture (or the picture size changed);
+  * the picture changed as a whole since the last one (a camera cut, a light change:
+    mean change of a small gray thumbnail >= ``cut_change``);
+  * many tracked faces were lost at once (at least 2 and at least half of them);
+  * it fits the time the source leaves: its measured cost <= ``budget`` x the time
+    since the previous picture (a folder or a phone that sends a picture every few
+    seconds gets a whole search on every picture);
+  * the previous picture is ``search_s`` or more ago;
+- otherwise, pieces of it, paced so that every part is searched within ``search_s``
+  whatever the frame rate: small-face tiles at ``small_face_scale`` (n tiles x time
+  since the last picture / search_s, the fraction carried over), and the whole picture
+  at ``detect_scale`` (larger faces) every search_s / 4.
+
+    schedule = SearchSchedule(search_s=2.0, budget=0.5, cut_change=0.12)
+    dt, change = schedule.observe(t, image)
+    plan = schedule.plan(dt, change, tracks=8, lost=0, tiles=40)
+    ... schedule.record("full", seconds)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+THUMB_W, THUMB_H = 32, 18
+COST_EMA = 0.3  # weight of the newest measurement of a search's cost
+COARSE_PER_SWEEP = 4  # the whole picture at detect_scale this many times per search_s
+
+
+@dataclass(frozen=True)
+class Plan:
+    full: bool
+    reason: str   # why the whole picture is searched ("" when it is not)
+    coarse: bool  # the whole picture at detect_scale
+    tiles: int    # small-face tiles to search now
+
+
+class SearchSchedule:
+    def __init__(self, search_s: float = 2.0, budget: float = 0.5, cut_change: float = 0.12) -> None:
+        self.search_s = float(search_s)
+        self.budget = float(budget)
+        self.cut_change = float(cut_change)
+        self.cost_s: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.last_t: float | None = None
+        self.thumb: np.ndarray | None = None
+        self.tile_credit = 0.0
+        self.coarse_credit = 0.0
+
+    # ------------------------------------------------------------------ inputs
+
+    def observe(self, t: float, image: np.ndarray) -> tuple[float | None, float]:
+        """Seconds since the previous picture (None for the first) and how much the
+        picture changed as a whole (0..1, mean absolute change of a gray thumbnail)."""
+        step = max(1, min(image.shape[0] // THUMB_H, image.shape[1] // THUMB_W) // 2)
+        small = cv2.resize(image[::step, ::step], (THUMB_W, THUMB_H), interpolation=cv2.INTER_AREA)
+        thumb = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.int16)
+        change = 1.0 if self.thumb is None else float(np.abs(thumb - self.thumb).mean()) / 255.0
+        dt = None if self.last_t is None else max(0.0, t - self.last_t)
+        self.thumb, self.last_t = thumb, t if self.last_t is None else max(self.last_t, t)
+        return dt, change
+
+    def record(self, kind: str, seconds: float) -> None:
+        """The measured cost of one search of ``kind`` ("full", "coarse", "tile")."""
+        old = self.cost_s.get(kind)
+        self.cost_s[kind] = seconds if old is None else (1 - COST_EMA) * old + COST_EMA * seconds
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    # ------------------------------------------------------------------ decision
+
+    def plan(self, dt: float | None, change: float, tracks: int, lost: int, tiles: int) -> Plan:
+        reason = self._full_reason(dt, change, tracks, lost)
+        if reason:
+            self.tile_credit = self.coarse_credit = 0.0
+            return Plan(True, reason, False, 0)
+        dt = dt or 0.0
+        self.tile_credit += tiles * dt / self.search_s
+        self.coarse_credit += dt * COARSE_PER_SWEEP / self.search_s
+        n = min(tiles, int(math.floor(self.tile_credit)))
+        self.tile_credit -= n
+        coarse = self.coarse_credit >= 1.0
+        if coarse:
+            self.coarse_credit -= 1.0
+        return Plan(False, "", coarse, n)
+
+    def _full_reason(self, dt: float | None, change: float, tracks: int, lost: int) -> str:
+        if dt is None:
+            return "first picture"
+        if change >= self.cut_change:
+            return "cut"
+        if lost >= 2 and 2 * lost >= tracks:
+            return "faces lost"
+        if dt >= self.search_s:
+            return "slow source"
+        cost = self.cost_s.get("full")
+        if cost is not None and cost <= self.budget * dt:
+            return "time allows"
+        return ""
