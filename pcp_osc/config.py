@@ -131,6 +131,7 @@ class MoodConfig:
     window_s: float = opt(15.0, range=(1.0, 300.0), doc="cue window length in seconds (the original's 15 s)")
     intent: str = opt("neutral", check=_emotion_check, doc="the performance's intended emotion at start")
     smoothing_s: float = opt(1.5, range=(0.0, 60.0), doc="time constant of the smoothed live stream")
+    face_smoothing_s: float = opt(1.0, range=(0.0, 30.0), doc="each followed face's emotion scores are smoothed over this time constant before they count (0: each frame as read)")
     override_timeout_s: float = opt(0.0, range=(0.0, 86400.0), doc="an override without seconds ends after this (0: only on release)")
     min_face_confidence: float = opt(0.0, range=(0.0, 1.0), doc="faces whose top emotion score is below this are ignored")
     intent_confidence: float = opt(0.8, range=(0.0, 1.0), doc="confidence (so brightness) of a cue that the intent fills in")

@@ -1,17 +1,23 @@
 """The mood tracker: faces per frame in, a cue's mood per window and a smooth live mood out.
 
 Window cue (every ``window_s``, default 15 s -- the original's capture interval):
-  * every face in every frame of the window contributes its five-emotion score
-    row; the window's distribution is their mean. The dominant emotion is its
-    argmax and the cue's confidence is that emotion's share -- "how strongly the
-    room feels it" (1.0 = every face fully that emotion).
+  * the mood counts people, not detections: on live video every face is a track
+    (``Faces.track_id``) and is reported in every frame where it is visible, so each
+    visible person contributes one row per frame, however well or badly the detector
+    sees them; that row is the person's scores smoothed over time (exponential, time
+    constant ``face_smoothing_s``, per track), so one odd frame of a face does not
+    swing it. Faces without a track (a backend without tracking) count as they come.
+  * the window's distribution is the mean of those rows over all frames of the
+    window (each visible person weighs the same in each frame). The dominant emotion
+    is its argmax and the cue's confidence is that emotion's share -- "how strongly
+    the room feels it" (1.0 = every face fully that emotion).
   * no faces in the whole window: the performance's intended emotion stands in
     (source ``intent``) at ``intent_confidence``, so a cue is always sent. (The
     original crashed on an empty window.)
   * an override from show control wins (source ``override``, confidence 1)
     until released or timed out.
 
-Live mood (every frame): the frame's mean distribution, smoothed with an
+Live mood (every frame): the mean of the frame's (per-person smoothed) rows, smoothed with an
 exponential time constant ``smoothing_s``; with no faces it drifts toward the
 intent. Valence and arousal follow from the shares with the mapping below
 (Russell's circumplex, as used for FER-style categories):
@@ -40,6 +46,9 @@ from .types import Faces, Mood
 
 VALENCE = np.array([0.80, -0.50, -0.70, -0.70, 0.00], dtype=np.float32)
 AROUSAL = np.array([0.60, 0.80, 0.90, 0.20, 0.30], dtype=np.float32)
+
+TRACKS_KEPT = 512      # per-person smoothed rows kept ...
+TRACK_FORGET_S = 30.0  # ... and, beyond that many, those unseen this long are forgotten
 
 WINDOW_MIN_S = 1.0
 WINDOW_MAX_S = 300.0
@@ -78,6 +87,7 @@ class MoodTracker:
         self._live = one_hot(self.intent)
         self._live_t: float | None = None
         self._last_faces = 0
+        self._tracks: dict[int, tuple[np.ndarray, float]] = {}  # track id -> (smoothed row, last seen)
         self._start_window(now)
 
     # ------------------------------------------------------------------ window
@@ -96,7 +106,7 @@ class MoodTracker:
     def update(self, faces: Faces, now: float) -> Mood:
         """Add one processed frame; returns the smoothed live mood."""
         with self._lock:
-            scores = faces.scores
+            scores = self._smoothed(faces, now)
             if len(faces) and self.cfg.min_face_confidence > 0:
                 scores = scores[scores.max(axis=1) >= self.cfg.min_face_confidence]
             self._frames += 1
@@ -115,6 +125,25 @@ class MoodTracker:
                 self._live = ((1 - a) * self._live + a * target).astype(np.float32)
             self._live_t = now
             return self.live()
+
+    def _smoothed(self, faces: Faces, now: float) -> np.ndarray:
+        """Each face's row, smoothed over time per track (raw for untracked faces)."""
+        tau = float(getattr(self.cfg, "face_smoothing_s", 0.0))
+        if not len(faces) or tau <= 0:
+            return faces.scores
+        out = faces.scores.astype(np.float32).copy()
+        for i, tid in enumerate(faces.track_id):
+            if tid < 0:
+                continue
+            prev = self._tracks.get(int(tid))
+            if prev is not None:
+                a = 1.0 - math.exp(-max(0.0, now - prev[1]) / tau)
+                out[i] = (1 - a) * prev[0] + a * out[i]
+            self._tracks[int(tid)] = (out[i], now)
+        if len(self._tracks) > TRACKS_KEPT:  # forget people long gone
+            for tid in [k for k, (_, seen) in self._tracks.items() if now - seen > TRACK_FORGET_S] or list(self._tracks)[:len(self._tracks) // 2]:
+                del self._tracks[tid]
+        return out
 
     def live(self) -> Mood:
         with self._lock:

@@ -2,7 +2,8 @@
 
 With ``--json``: JSON Lines on stdout, one object per image or video frame, in the order
 given: {"image": path, "frame": index, "faces": [{"box": [x1, y1, x2, y2], "emotion": id,
-"confidence": c, "scores": {id: score}}]}. Without it, a table. A file that cannot be
+"confidence": c, "scores": {id: score}, "track": id}]}; "track" (video only) is the same
+number for the same person from frame to frame. Without it, a table. A file that cannot be
 read is reported on stderr and the others go on; the exit status is then 1.
 """
 
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"{'file':<40} {'frame':>5}  {'faces':>5}  each face: [x1, y1, x2, y2] -> emotion confidence\n")
     for path in args.inputs:
         try:
-            for frame_index, image, still in _frames(path, args.every):
-                faces = _detect(backend, image, still)
+            for frame_index, image, still, t in _frames(path, args.every):
+                faces = _detect(backend, image, still, t)
                 if args.json:
                     out.write(json.dumps({"image": path, "frame": frame_index, "faces": faces.to_json()}) + "\n")
                 else:
@@ -86,20 +87,22 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _detect(backend, image: np.ndarray, still: bool):
-    # Photos are searched fully for small faces at once; video frames use the sweep
-    # the live daemon uses (small faces found over the first frames, then followed).
-    if still and hasattr(backend, "detect_still"):
-        return backend.detect_still(image)
-    return backend.detect(image)
+def _detect(backend, image: np.ndarray, still: bool, t: float):
+    # Photos are searched fully for small faces at once; video frames go through the live
+    # path the daemon uses (faces followed with track ids, the search planned on the
+    # video's own clock, so the result does not depend on how fast this machine is).
+    if still:
+        return backend.detect_still(image) if hasattr(backend, "detect_still") else backend.detect_many([image])[0]
+    return backend.detect(image, t)
 
 
 def _short(path: str, width: int = 40) -> str:
     return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
-def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool]]:
-    """(frame index, BGR image, is_still) for an image (index 0) or each Nth video frame."""
+def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool, float]]:
+    """(frame index, BGR image, is_still, time in s) for an image (index 0) or each Nth
+    video frame (its time from the video's frame rate; 30 fps when it states none)."""
     import cv2
 
     p = Path(path)
@@ -112,7 +115,7 @@ def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool]]:
         data = np.fromfile(str(p), dtype=np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if image is not None:
-            yield 0, image, True
+            yield 0, image, True, 0.0
             return
         if suffix in IMAGE_SUFFIXES or data.size == 0:
             what = "empty file" if data.size == 0 else "not a readable image (damaged or not an image)"
@@ -121,6 +124,8 @@ def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool]]:
     try:
         if not cap.isOpened():
             raise UnreadableInput(f"{path}: not a readable image or video (damaged, or a format OpenCV cannot open)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if 1 <= fps <= 1000 else 30.0
         index = 0
         got_any = False
         while True:
@@ -129,7 +134,7 @@ def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool]]:
                 break
             got_any = True
             if index % every == 0:
-                yield index, frame, False
+                yield index, frame, False, index / fps
             index += 1
         if not got_any:
             raise UnreadableInput(f"{path}: video has no readable frames (damaged or empty)")

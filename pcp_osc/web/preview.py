@@ -12,6 +12,8 @@ from ..types import Colour, Faces
 
 PREVIEW_WIDTH_PX = 640
 JPEG_QUALITY = 75
+REGION_OUTSIDE_DIM = 0.35  # outside the audience region the preview is this bright
+REGION_LINE_BGR = (80, 220, 80)
 BLUR_BLOCK_PX = 10  # detail kept in a blurred face, in preview pixels: faces stay unrecognisable at any size
 
 
@@ -20,12 +22,20 @@ def _bgr(hex_colour: str) -> tuple[int, int, int]:
     return (b, g, r)
 
 
-def render_preview(image_bgr: np.ndarray, faces: Faces, colours_hex: dict[str, str], blur: bool = True) -> bytes:
-    """JPEG bytes of the frame with face boxes and labels; faces pixelated when ``blur``."""
+def render_preview(image_bgr: np.ndarray, faces: Faces, colours_hex: dict[str, str], blur: bool = True,
+                   region=None) -> bytes:
+    """JPEG bytes of the frame with face boxes and labels; faces pixelated when ``blur``;
+    with an audience ``region`` (perception.region.AudienceRegion), what lies outside it
+    is dimmed and the region outlined."""
     h, w = image_bgr.shape[:2]
     scale = min(1.0, PREVIEW_WIDTH_PX / float(w))
     img = cv2.resize(image_bgr, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else image_bgr.copy()
     ih, iw = img.shape[:2]
+    if region is not None:
+        mask = region.geometry(iw, ih).mask
+        img[mask == 0] = (img[mask == 0] * REGION_OUTSIDE_DIM).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(img, contours, -1, REGION_LINE_BGR, 2, cv2.LINE_AA)
     boxes = (faces.boxes * scale).round().astype(int) if len(faces) else np.zeros((0, 4), int)
     if blur:
         for x1, y1, x2, y2 in boxes:

@@ -92,6 +92,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _audience_region(daemon: Any):
+    """The audience region of the daemon's perception config (None: the whole picture)."""
+    perception = getattr(getattr(daemon, "config", None), "perception", None)
+    if perception is None:
+        return None
+    from ..perception import PerceptionError
+    from ..perception.region import AudienceRegion
+
+    try:
+        return AudienceRegion.from_config(perception)
+    except PerceptionError:
+        return None  # perception reports it (and refuses to start); the preview shows the whole picture
+
+
 class WebDashboard:
     """A daemon part: ``start()`` binds and serves on its own thread, ``stop()`` ends it."""
 
@@ -127,6 +141,7 @@ class WebDashboard:
         self._subscribed = False
         palette = getattr(getattr(daemon, "config", None), "palette", None)
         self.colours = {e: getattr(palette, e) for e in EMOTIONS} if palette is not None else {}
+        self.region = _audience_region(daemon)  # drawn on the preview
 
     # ------------------------------------------------------------------ life cycle
 
@@ -313,6 +328,7 @@ class WebDashboard:
                          browser_camera=getattr(self.daemon, "browser_source", None) is not None,
                          token_required=self.token_required)
         st["colours"] = self.colours
+        st["audience_region"] = None if self.region is None else (self.region.polygon_fractions() or self.region.label)
         return st
 
     # ------------------------------------------------------------------ HTTP
@@ -442,7 +458,7 @@ class WebDashboard:
         else:
             _, faces, frame = latest
             loop = asyncio.get_running_loop()
-            data = await loop.run_in_executor(None, render_preview, frame.image, faces, self.colours, blur)
+            data = await loop.run_in_executor(None, render_preview, frame.image, faces, self.colours, blur, self.region)
             self._preview_cache = (key, data)
         self.counters["previews"] += 1
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
