@@ -251,7 +251,7 @@ def run_bench(config, seconds: float = 5.0, counts=FACE_COUNTS, fer: str | None 
         "notes": [],
     }
     pc = config.perception
-    result["settings"] = {k: getattr(pc, k) for k in ("backend", "detect_scale", "small_faces", "small_face_scale", "sweep_every", "full_search_every",
+    result["settings"] = {k: getattr(pc, k) for k in ("backend", "detect_scale", "small_faces", "small_face_scale", "search_s", "search_budget", "cut_change", "track_hold_s",
                                                        "face_threshold", "threads") if hasattr(pc, k)}
     cases = {}
     for n in counts:
