@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "made by tools/make_fer_venv.sh, or $PCP_OSC_FER_PYTHON)")
     p.add_argument("--no-fer", action="store_true", help="skip the fer comparison")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--live", action="store_true", help="instead, live video from real photographs: a camera pan with a cut "
+                   "(found share, flicker, track ids, fer side by side) and a slow source (a picture every 2 s)")
     p.add_argument("--backgrounds", nargs=argparse.REMAINDER, metavar="...",
                    help="instead, the background generators' bench (procedural, and Stable Diffusion with random "
                         "weights); the rest of the line goes to it, e.g. --backgrounds --procedural-only")
@@ -33,6 +35,18 @@ def run(args: argparse.Namespace) -> int:
     from pcp_bench.perception import format_table, run_bench
     from ..config import ConfigError, load_config
     from ..perception import PerceptionError
+
+    if args.live:
+        from pcp_bench.live import format_live, run_live_bench
+
+        try:
+            result = run_live_bench(load_config(args.config), fer=False if args.no_fer else args.fer_python,
+                                    progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+        except (ConfigError, PerceptionError, RuntimeError, ValueError) as e:
+            print(f"pcp-osc bench: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=2) if args.json else format_live(result))
+        return 0
 
     try:
         counts = tuple(int(x) for x in args.faces.split(",") if x.strip())

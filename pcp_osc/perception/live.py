@@ -27,6 +27,11 @@ from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
 
+# The camera counts as panning when the median of the followed faces' velocities is at
+# least this (px/s; 1 px per frame at 30 fps is 30), with at least this many faces.
+PAN_MIN_PX_S = 15.0
+PAN_MIN_TRACKS = 2
+
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
 
@@ -42,7 +47,7 @@ class LiveSearch:
         self.schedule = SearchSchedule(cfg.search_s, cfg.search_budget, cfg.cut_change)
         self.size: tuple[int, int] | None = None
         self.tiles: list[tuple[int, int, int, int]] = []
-        self.cursor = 0
+        self.cursor = self.edge_cursor = 0
         self.last_plan = None
         self.pictures = 0
 
@@ -72,7 +77,8 @@ class LiveSearch:
         refound[rhint] = True
         lost = int((was_seen & ~refound).sum())
         mode = self.cfg.small_faces  # sweep (live default), full (everything every picture), off
-        plan = self.schedule.plan(dt, change, looking, lost, len(self.tiles) if mode == "sweep" else 0)
+        edge = self._entering_edge() if mode == "sweep" else []
+        plan = self.schedule.plan(dt, change, looking, lost, len(self.tiles) if mode == "sweep" else 0, len(edge))
         if mode != "sweep" and not plan.full:
             plan = Plan(True, mode, False, 0)
         self.last_plan = plan
@@ -88,9 +94,11 @@ class LiveSearch:
                 t0 = time.perf_counter()
                 parts.append(b._find_in_region(image, "off", geo, filter_region=False))
                 self.schedule.record("coarse", time.perf_counter() - t0)
-            for _ in range(plan.tiles):
-                tile = self.tiles[self.cursor % len(self.tiles)]
-                self.cursor += 1
+            todo = [self.tiles[(self.cursor + k) % len(self.tiles)] for k in range(plan.tiles)]
+            self.cursor += plan.tiles
+            todo += [edge[(self.edge_cursor + k) % len(edge)] for k in range(plan.edge)]
+            self.edge_cursor += plan.edge
+            for tile in todo:
                 t0 = time.perf_counter()
                 parts.append(b._search_region(image, tile, small))
                 self.schedule.record("tile", time.perf_counter() - t0)
@@ -114,6 +122,29 @@ class LiveSearch:
         seen = ids >= 0
         return boxes[seen], conf[seen], ids[seen]
 
+    def _entering_edge(self) -> list[tuple[int, int, int, int]]:
+        """While the camera pans (the faces followed drift one way together), the tiles
+        along the edge where new faces come into the picture; else none."""
+        tr = self.tracker
+        if len(tr) < PAN_MIN_TRACKS or not self.tiles:
+            return []
+        v = np.median(tr.speed_px_s(), axis=0)
+        x0 = min(t[0] for t in self.tiles)
+        x1 = max(t[2] for t in self.tiles)
+        y0 = min(t[1] for t in self.tiles)
+        y1 = max(t[3] for t in self.tiles)
+        edge = set()
+        # the picture's content moves left (vx < 0): new faces come in at the right edge
+        if v[0] <= -PAN_MIN_PX_S:
+            edge |= {t for t in self.tiles if t[2] == x1}
+        elif v[0] >= PAN_MIN_PX_S:
+            edge |= {t for t in self.tiles if t[0] == x0}
+        if v[1] <= -PAN_MIN_PX_S:
+            edge |= {t for t in self.tiles if t[3] == y1}
+        elif v[1] >= PAN_MIN_PX_S:
+            edge |= {t for t in self.tiles if t[1] == y0}
+        return sorted(edge)
+
     def _new_size(self, w: int, h: int, geo) -> None:
         from .default import _sweep_tiles
 
@@ -126,4 +157,4 @@ class LiveSearch:
         tiles = [(tx0 + x0, ty0 + y0, tx1 + x0, ty1 + y0)
                  for tx0, ty0, tx1, ty1 in _sweep_tiles(max(1, x1 - x0), max(1, y1 - y0), float(self.cfg.small_face_scale))]
         self.tiles = [t for t in tiles if geo is None or geo.touches(t)] or [(0, 0, w, h)]
-        self.cursor = 0
+        self.cursor = self.edge_cursor = 0
