@@ -168,7 +168,7 @@ class OscConfig:
 
 @dataclass
 class GeneratorConfig:
-    kind: str = opt("procedural", choices=("procedural", "diffusion", "off"), doc="background generator")
+    kind: str = opt("procedural", choices=("procedural", "diffusion", "comfyui", "off"), doc="background generator (comfyui: see [comfyui])")
     width: int = opt(1920, range=(64, 3840), doc="background width in pixels")
     height: int = opt(1080, range=(64, 2160), doc="background height in pixels")
     every_cue: bool = opt(True, doc="make a new background for each cue")
@@ -211,6 +211,36 @@ class GeneratorConfig:
         for key in ("sd_width", "sd_height"):
             if getattr(self, key) % 8:
                 raise ConfigError(f"generator.{key} = {getattr(self, key)} must be a multiple of 8 (e.g. 512)")
+
+
+def _server_url_check(v: Any) -> str | None:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(str(v).strip())
+    try:
+        port = u.port
+    except ValueError:
+        port = -1
+    if u.scheme not in ("http", "https") or not u.hostname or port == -1 or u.path not in ("", "/") or u.query:
+        return "a ComfyUI server is written http://HOST:PORT (e.g. \"http://127.0.0.1:8188\")"
+    return None
+
+
+@dataclass
+class ComfyUIConfig:
+    """generator.kind = "comfyui": backgrounds from ComfyUI servers; see pcp_osc/backgrounds/comfyui/."""
+
+    servers: list[str] = opt(factory=lambda: ["http://127.0.0.1:8188"], doc="ComfyUI servers (http://HOST:PORT); the first free one takes the newest cue")
+    workflow: str = opt("", doc='workflow exported from ComfyUI with "Save (API)" (.json); nodes titled pcp:prompt, pcp:negative, pcp:seed, pcp:size, pcp:denoise, pcp:colour, pcp:init get the cue\'s values')
+    bind: dict[str, Any] = opt(factory=dict, doc='more bindings, value = "NODE_ID.INPUT" or a list of them, e.g. {seed = "3.seed", colour_hex = "12.text"}; values: ' + "prompt negative seed width height denoise colour colour_hex red green blue init emotion intent confidence")
+    output: str = opt("", doc="node id whose image is the background (empty: a node titled pcp:output, else SaveImageWebsocket, else the first saved image)")
+    width: int = opt(0, range=(0, 3840), doc="size the workflow is asked for (pcp:size; 0: generator.width); the result is scaled to generator.width x height")
+    height: int = opt(0, range=(0, 2160), doc="(0: generator.height)")
+    denoise: float = opt(0.6, range=(0.0, 1.0), doc="value for pcp:denoise: how far the sampler moves from the init image (1.0: ignore it)")
+    timeout_s: float = opt(120.0, range=(1.0, 3600.0), doc="longest a background may take on a server before it is cancelled and the procedural one stands in")
+    connect_timeout_s: float = opt(3.0, range=(0.1, 60.0), doc="longest wait for a server to answer a request")
+    retry_min_s: float = opt(0.5, range=(0.05, 60.0), doc="first wait before reconnecting to a server that is down")
+    retry_max_s: float = opt(10.0, range=(0.1, 600.0), doc="longest wait between reconnect attempts")
 
 
 @dataclass
@@ -272,6 +302,7 @@ class Config:
     palette: PaletteConfig = field(default_factory=PaletteConfig)
     osc: OscConfig = field(default_factory=OscConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    comfyui: ComfyUIConfig = field(default_factory=ComfyUIConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     routes: list[RouteConfig] = field(default_factory=list)
     log: LogConfig = field(default_factory=LogConfig)
@@ -376,6 +407,22 @@ def _post_check(obj: Any, where: str) -> None:
         if not _Path(obj.region_mask).expanduser().is_file():
             raise ConfigError(f"{where}.region_mask = {obj.region_mask!r} does not exist; give a PNG or JPEG "
                               f"(white where the audience is, black elsewhere)")
+    if isinstance(obj, ComfyUIConfig):
+        if not obj.servers:
+            raise ConfigError(f"{where}.servers is empty; list at least one ComfyUI server, e.g. [\"http://127.0.0.1:8188\"]")
+        for url in obj.servers:
+            problem = _server_url_check(url)
+            if problem:
+                raise ConfigError(f"{where}.servers: {url!r}: {problem}")
+        if len({u.strip().rstrip("/") for u in obj.servers}) != len(obj.servers):
+            raise ConfigError(f"{where}.servers lists a server twice: {obj.servers!r}")
+        if obj.retry_min_s > obj.retry_max_s:
+            raise ConfigError(f"{where}.retry_min_s must not exceed {where}.retry_max_s")
+        from .backgrounds.comfyui.workflow import check_bind_table
+
+        problem = check_bind_table(obj.bind)
+        if problem:
+            raise ConfigError(f"{where}.bind: {problem}")
     if isinstance(obj, CaptureConfig) and obj.reconnect_min_s > obj.reconnect_max_s:
         raise ConfigError(f"{where}.reconnect_min_s must not exceed {where}.reconnect_max_s")
     if isinstance(obj, WebConfig) and not obj.require_token:

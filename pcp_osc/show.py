@@ -53,12 +53,20 @@ def _attach_generator(daemon: Daemon, cfg: Config) -> None:
         return
     from .backgrounds import BackgroundWorker, make_generator
 
-    generator = make_generator(cfg.generator, cfg.palette)
-
     def on_status(text: str) -> None:
         daemon.set_status_reason("generator", None if text == "ok" else text)
 
-    worker = BackgroundWorker(generator, on_background=lambda bg: daemon.emit("background", bg), on_status=on_status)
+    def on_background(bg) -> None:
+        daemon.emit("background", bg)
+
+    if cfg.generator.kind == "comfyui":
+        # Several servers, newest cue wins, procedural stand-in: its own worker (backgrounds/comfyui/pool.py).
+        from .backgrounds.comfyui import make_worker
+
+        worker = make_worker(cfg.comfyui, cfg.generator, cfg.palette, on_background=on_background, on_status=on_status)
+    else:
+        generator = make_generator(cfg.generator, cfg.palette)
+        worker = BackgroundWorker(generator, on_background=on_background, on_status=on_status)
     daemon.generator_worker = worker
     daemon.add_part(worker)
     if cfg.generator.every_cue:

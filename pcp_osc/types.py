@@ -233,3 +233,4 @@ class Background:
     cue_id: int = -1
     id: int = 0
     note: str = ""  # e.g. why the procedural generator stood in
+    info: dict = field(default_factory=dict)  # generator details, e.g. ComfyUI's server, prompt id and timings

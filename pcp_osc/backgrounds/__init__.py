@@ -1,6 +1,6 @@
 """Stage backgrounds: a generator makes one per cue, a worker keeps it off the cue path.
 
-    gen = make_generator(config.generator, config.palette)       # procedural | diffusion
+    gen = make_generator(config.generator, config.palette)       # procedural | diffusion | comfyui
     worker = BackgroundWorker(gen, on_background=sinks_send, on_status=daemon_status)
     worker.start(); worker.submit(cue)                             # returns at once
     worker.generate_now()                                          # /pcp/generate
@@ -27,10 +27,10 @@ class GeneratorError(RuntimeError):
     """A generator cannot make a background; the message says what to change."""
 
 
-def make_generator(gen_cfg: GeneratorConfig, palette_cfg: PaletteConfig, kind: str | None = None):
+def make_generator(gen_cfg: GeneratorConfig, palette_cfg: PaletteConfig, kind: str | None = None, comfy_cfg=None):
     """The configured generator (``kind`` overrides ``gen_cfg.kind``). Loading a
-    model is deferred to ``load()``/the first ``generate``, so this returns at once.
-    Returns None for kind "off"."""
+    model (or connecting to ComfyUI) is deferred to ``load()``/the first ``generate``,
+    so this returns at once. Returns None for kind "off"."""
     kind = kind or gen_cfg.kind
     if kind == "procedural":
         return ProceduralGenerator(gen_cfg, palette_cfg)
@@ -38,9 +38,13 @@ def make_generator(gen_cfg: GeneratorConfig, palette_cfg: PaletteConfig, kind: s
         from .diffusion import DiffusionGenerator
 
         return DiffusionGenerator(gen_cfg, palette_cfg)
+    if kind == "comfyui":
+        from .comfyui import ComfyUIGenerator
+
+        return ComfyUIGenerator(gen_cfg, palette_cfg, comfy_cfg)
     if kind == "off":
         return None
-    raise GeneratorError(f"generator kind {kind!r} is not known; choose procedural, diffusion or off")
+    raise GeneratorError(f"generator kind {kind!r} is not known; choose procedural, diffusion, comfyui or off")
 
 
 def cue_for(

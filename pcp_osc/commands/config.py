@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
 def check_parts(cfg) -> None:
     """The start-up checks of the parts, without starting anything: route templates
-    against their presets, sink kinds, and the show-control allow list (host names resolved)."""
+    against their presets, sink kinds, the show-control allow list (host names resolved), and the
+    ComfyUI workflow's bindings."""
     from ..osc import AllowList
     from ..routes import compile_route
     from ..sinks import check_kinds
@@ -39,3 +40,7 @@ def check_parts(cfg) -> None:
         compile_route(route, where=f"routes[{i}]")
     check_kinds(cfg.sinks.kinds)
     AllowList(cfg.osc.allowed_senders)
+    if cfg.generator.kind == "comfyui":
+        from ..backgrounds.comfyui.workflow import load_workflow
+
+        load_workflow(cfg.comfyui.workflow, cfg.comfyui.bind, cfg.comfyui.output)

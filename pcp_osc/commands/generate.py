@@ -3,6 +3,8 @@
     pcp-osc generate --emotion joy --confidence 0.8 --out joy.png
     pcp-osc generate --emotion sad --confidence 0.6 --intent joy --generator diffusion \\
         --model ~/models/sd-turbo --size 1920x1080 --seed 7 --out sad.png
+    pcp-osc generate --emotion anger --confidence 0.9 --generator comfyui \\
+        --workflow stage-look.json --server http://10.0.0.21:8188 --out anger.png
 
 Prints the prompt, seed and seconds, so a look can be made again.
 """
@@ -32,8 +34,11 @@ def register(subparsers) -> None:
     p.add_argument("--emotion", required=True, help="joy, anxiety, anger, sadness, neutral (or an alias, index, Korean label)")
     p.add_argument("--confidence", type=float, required=True, help="0..1: sets the brightness")
     p.add_argument("--intent", default=None, help="the performance's intended emotion (default: the emotion)")
-    p.add_argument("--generator", choices=("procedural", "diffusion"), default=None, help="default: the config's generator.kind")
+    p.add_argument("--generator", choices=("procedural", "diffusion", "comfyui"), default=None, help="default: the config's generator.kind")
     p.add_argument("--model", default=None, help="diffusion model: diffusers folder, .safetensors/.ckpt file, or a cached hub id")
+    p.add_argument("--workflow", default=None, help="comfyui: workflow file exported with \"Save (API)\" (default: the config's comfyui.workflow)")
+    p.add_argument("--server", action="append", default=None, metavar="URL",
+                   help="comfyui: server http://HOST:PORT (repeat for several; default: the config's comfyui.servers)")
     p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT of the background (default: the config's)")
     p.add_argument("--seed", type=int, default=None, help="seed (default: a new one, printed)")
     p.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the schedule's)")
@@ -67,15 +72,32 @@ def run(args) -> int:
             changes["width"], changes["height"] = args.size
         gen_cfg = dataclasses.replace(gen_cfg, **changes)
         kind = args.generator or ("procedural" if gen_cfg.kind == "off" else gen_cfg.kind)
+        comfy_cfg = cfg.comfyui
+        if args.workflow is not None or args.server:
+            if kind != "comfyui":
+                raise ValueError("--workflow and --server are for --generator comfyui")
+            from ..config import _server_url_check
+
+            for url in args.server or []:
+                problem = _server_url_check(url)
+                if problem:
+                    raise ValueError(f"--server {url!r}: {problem}")
+            comfy_cfg = dataclasses.replace(
+                comfy_cfg, servers=list(dict.fromkeys(args.server or comfy_cfg.servers)), workflow=args.workflow or comfy_cfg.workflow
+            )
         cue = cue_for(args.emotion, args.confidence, args.intent, cfg.palette)
         out = Path(args.out)
         if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             raise ValueError(f"--out {args.out!r} must end in .png or .jpg")
-        gen = make_generator(gen_cfg, cfg.palette, kind=kind)
+        gen = make_generator(gen_cfg, cfg.palette, kind=kind, comfy_cfg=comfy_cfg)
         if hasattr(gen, "progress"):
             gen.progress = lambda text: print(text, file=sys.stderr, flush=True)
-        gen.load()
-        bg = gen.generate(cue, seed=args.seed)
+        try:
+            gen.load()
+            bg = gen.generate(cue, seed=args.seed)
+        finally:
+            if hasattr(gen, "close"):
+                gen.close()
     except (ConfigError, UnknownEmotion, ValueError, GeneratorError) as e:
         print(f"pcp-osc generate: {e}", file=sys.stderr)
         return 2
@@ -88,6 +110,10 @@ def run(args) -> int:
     print(f"seed: {bg.seed}")
     print(f"seconds: {bg.seconds:.3f}")
     print(f"generator: {bg.generator}")
+    if bg.info.get("prompt_id"):
+        t = bg.info.get("timings_ms", {})
+        print(f"comfyui: prompt {bg.info['prompt_id']} on {bg.info['server']}; server {t.get('server_ms', 0):.0f} ms, "
+              f"pcp-osc {t.get('total_ms', 0) - t.get('server_ms', 0):.0f} ms (init image, upload, fetch, decode)")
     print(f"colour: cue {cue.colour.hex} hue {fid['target_hue_deg']} -> image hue {fid['hue_deg']}, brightness {fid['brightness']}")
     print(f"wrote {out} ({bg.image.shape[1]}x{bg.image.shape[0]})")
     return 0

@@ -121,13 +121,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"pcp-osc: configuration error: {e}", file=sys.stderr)
         return 2
+    from ..backgrounds import GeneratorError
     from ..capture import SourceError
     from ..show import assemble
     from ..showlog import ShowLogError
 
     try:
         daemon = assemble(cfg, args)
-    except (SourceError, ConfigError, ShowLogError, ValueError) as e:
+    except (SourceError, ConfigError, ShowLogError, ValueError, GeneratorError) as e:
         print(f"pcp-osc: {e}", file=sys.stderr)
         return 2
     # SIGTERM (systemd, a show-control script) stops as cleanly as Ctrl-C.
