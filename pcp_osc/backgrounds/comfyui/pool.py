@@ -38,7 +38,7 @@ import numpy as np
 from ...config import ComfyUIConfig, GeneratorConfig, PaletteConfig
 from ...emotions import EMOTIONS
 from ...types import Background, Cue
-from ..procedural import ProceduralGenerator, _pick_seed, render
+from ..procedural import ProceduralGenerator, pick_seed, render
 from ..prompts import build_prompt
 from ..worker import WORKER_NICE
 from .client import (
@@ -580,7 +580,7 @@ class ComfyPool:
     def _prepare(self, req: _Request) -> tuple[dict[str, Any], bytes | None, tuple[int, int]]:
         """The cue's values for the workflow, and the init image (CPU work, off the loop)."""
         cue = req.cue
-        seed = _pick_seed(req.seed, self.cfg.seed)
+        seed = pick_seed(req.seed, self.cfg.seed)
         stage = req.size or (self.cfg.width, self.cfg.height)
         w = self.comfy.width or stage[0]
         h = self.comfy.height or stage[1]
