@@ -74,6 +74,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def opt(default: Any = dataclasses.MISSING, *, factory: Any = None, doc: str = "", **meta: Any) -> Any:
     """A config field with a default and validator metadata."""
     md = dict(meta, doc=doc)
@@ -433,6 +441,12 @@ def _post_check(obj: Any, where: str) -> None:
                 "anyone on the show network could drive the show; keep the token, or bind 127.0.0.1")
         if obj.token:
             raise ConfigError(f"{where}.token is set but {where}.require_token = false; keep one of the two")
+    if isinstance(obj, WebConfig):
+        for h in obj.hosts:
+            text = str(h).strip().strip("[]")
+            if not text or "/" in text or (":" in text and not _is_ip(text)) or " " in text:
+                raise ConfigError(f"{where}.hosts: {h!r} is not a host name or address; write the name alone, "
+                                  "without scheme or port (e.g. \"show-laptop.local\" or \"192.168.1.20\")")
     if isinstance(obj, OscConfig):
         if not obj.prefix.startswith("/") or obj.prefix.endswith("/") or " " in obj.prefix:
             raise ConfigError(f"{where}.prefix = {obj.prefix!r} must start with '/' and not end with '/' (e.g. \"/pcp\")")

@@ -90,3 +90,22 @@ def test_a_file_sink_without_a_folder_cleans_its_temporary_folder_up_at_exit(tmp
     assert proc.returncode == 0, err[-2000:]
     assert "a temporary folder removed when pcp-osc stops" in err and "--sink file:FOLDER" in err
     assert not list(tmp_path.glob("pcp-osc-*")), list(tmp_path.iterdir())
+
+
+def test_a_pt_file_from_elsewhere_is_named_as_code_that_runs_when_loaded(tmp_path, caplog) -> None:
+    import logging
+
+    from pcp_osc.perception.yolo import _warn_pickle
+
+    lone = tmp_path / "downloads" / "emotions.pt"  # a model someone sent
+    run = tmp_path / "runs" / "pcp-osc" / "train" / "weights" / "best.pt"  # what `pcp-osc train` wrote here
+    for p in (lone, run):
+        p.parent.mkdir(parents=True)
+        p.write_bytes(b"")
+    (run.parent.parent / "args.yaml").write_text("task: detect\n")
+    with caplog.at_level(logging.WARNING, logger="pcp_osc"):
+        _warn_pickle(run)
+        assert not caplog.records
+        _warn_pickle(lone)
+    assert "Python pickle: loading it runs any code inside it" in caplog.text and ".onnx" in caplog.text
+    assert str(lone) in caplog.text

@@ -413,3 +413,14 @@ def test_a_web_page_the_operator_visits_cannot_drive_or_watch_the_dashboard() ->
             browser.close()
         finally:
             evil.close()
+
+
+def test_names_the_operator_lists_in_web_hosts_are_served_others_are_not() -> None:
+    with pytest.raises(ConfigError, match="without scheme or port"):
+        config_from_dict({"web": {"hosts": ["http://show-laptop.local:8080"]}})
+    with dashboard(hosts=["Show-Laptop.local"]) as (daemon, dash, _):
+        tok = {"X-PCP-Token": dash.token}
+        st, _ = http("GET", dash.url + "api/status", headers=dict(tok, Host=f"show-laptop.local:{dash.port}"))
+        assert st == 200
+        st, body = http("GET", dash.url + "api/status", headers=dict(tok, Host=f"other-laptop.local:{dash.port}"))
+        assert st == 403 and "web.hosts" in body["error"]
