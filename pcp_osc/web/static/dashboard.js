@@ -100,11 +100,12 @@ const COUNTERS = {
   control_refused: ["OSC senders refused", "packets from a machine not in osc.allowed_senders"],
   osc_sent: ["OSC packets sent", "packets sent to TouchDesigner and the extra targets"],
   frames_received: ["browser camera frames in", "frames posted by the /camera page"],
-  frames_refused: ["browser camera frames refused", "posted frames that were too big or not a picture"],
+  frames_refused: ["browser camera frames refused", "posted frames that were too big, came while others were being decoded, or were not a JPEG or PNG"],
   controls: ["dashboard button presses", "show-control requests from dashboards (each is also counted in show control applied or refused)"],
   previews: ["previews served", "camera previews sent to dashboards"],
   clients: ["dashboards open", "browsers following the live state"],
   unauthorised: ["requests without the token", "requests refused for a missing or wrong web token"],
+  requests_refused: ["dashboard requests refused", "requests from another site or name (Origin, Host), or with a body the dashboard does not take; the log says which"],
 };
 
 // ---- live state ---------------------------------------------------------------
