@@ -9,6 +9,7 @@ Wire encoding and parsing are python-osc's.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -30,6 +31,7 @@ log = logging.getLogger("pcp_osc.osc")
 
 MAX_PACKET_BYTES = 512  # ETC Eos splits anything longer
 RECV_BUFFER_BYTES = 65536
+RECV_SOCKET_BUFFER_BYTES = 1 << 20
 BAD_MESSAGE_LOG_INTERVAL_S = 10.0
 
 Message = tuple[str, list[Any]]
@@ -228,6 +230,9 @@ def osc_json(value: Any) -> Any:
     return str(value)
 
 
+_HOST_NAME = re.compile(r"^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
 class AllowList:
     """Who may send show control: IP addresses, CIDR ranges (``127.0.0.0/8``,
     ``192.168.1.0/24``, ``fd00::/8``) and host names, which are resolved once, here,
@@ -247,14 +252,22 @@ class AllowList:
             if not text:
                 continue
             try:
-                self.networks.append(ipaddress.ip_network(text, strict=False))
-                self.described.append(text)
-                continue
+                net = ipaddress.ip_network(text, strict=False)
             except ValueError:
                 pass
+            else:
+                mapped = net.network_address.ipv4_mapped if net.version == 6 and net.prefixlen >= 96 else None
+                if mapped is not None:  # ::ffff:a.b.c.d/1xx is the IPv4 range a.b.c.d/(xx-96)
+                    net = ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}", strict=False)
+                self.networks.append(net)
+                self.described.append(text)
+                continue
             if "/" in text or text.replace(".", "").isdigit():
                 raise ValueError(f"{where}: {text!r} is not an IP address or CIDR range "
                                  f"(e.g. 10.0.0.5, 127.0.0.0/8, 192.168.1.0/24)")
+            if not _HOST_NAME.match(text):
+                raise ValueError(f"{where}: {shown(text)!r} is not an IP address, a CIDR range or a host name "
+                                 f"(e.g. 10.0.0.5, 127.0.0.0/8, localhost, desk.local)")
             try:
                 infos = socket.getaddrinfo(text, None, type=socket.SOCK_DGRAM)
             except (OSError, UnicodeError) as e:
@@ -429,6 +442,10 @@ class ControlServer:
                 f"is another pcp-osc running? choose another with --control-port or osc.control_port"
             ) from None
         self.sock.settimeout(0.2)
+        try:  # room for a burst while the thread is busy (the kernel caps it at net.core.rmem_max)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_SOCKET_BUFFER_BYTES)
+        except OSError:
+            pass
         self.port = self.sock.getsockname()[1]
         self.host = host
         self.received = 0  # datagrams
