@@ -66,8 +66,10 @@ class RateLimitedReport:
         interval_s: float = REPORT_INTERVAL_S,
         per_key: int = REPORT_LINES_PER_KEY,
         total: int = REPORT_LINES_TOTAL,
+        level: int = logging.WARNING,
     ) -> None:
         self.logger = logger
+        self.level = level
         self.what = what
         self.interval_s = interval_s
         self.per_key = per_key
@@ -79,7 +81,7 @@ class RateLimitedReport:
         self._held: dict[str, int] = {}
         self.held_total = 0
 
-    def warn(self, key: str, message: str, *args: object) -> bool:
+    def warn(self, key: str, message: str, *args: object) -> bool:  # at the report's level
         """Log ``message % args`` unless this key or the whole report is over its budget
         for this interval. True when the line was written."""
         now = time.monotonic()
@@ -98,14 +100,15 @@ class RateLimitedReport:
             while len(self._per_key) > REPORT_KEYS_MAX:
                 self._per_key.popitem(last=False)
             self._lines += 1
-        self.logger.warning(message, *args, stacklevel=3)
+        self.logger.log(self.level, message, *args, stacklevel=3)
         return True
 
-    def tick(self, now: float | None = None) -> None:
-        """End the interval if it is over: write the summary of what was held back."""
+    def tick(self, now: float | None = None, *, final: bool = False) -> None:
+        """End the interval if it is over (or ``final``, at stop): write the summary of
+        what was held back."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            if now - self._start < self.interval_s:
+            if now - self._start < self.interval_s and not final:
                 return
             held, self._held = self._held, {}
             self._per_key.clear()
@@ -115,7 +118,7 @@ class RateLimitedReport:
         if held:
             top = sorted(held.items(), key=lambda kv: -kv[1])
             listed = ", ".join(f"{k}: {v}" for k, v in top[:5]) + (f", and {len(top) - 5} more" if len(top) > 5 else "")
-            self.logger.warning("%d more %s in the last %.0f s, not shown one by one (%s)",
+            self.logger.log(self.level, "%d more %s in the last %.0f s, not shown one by one (%s)",
                                 sum(held.values()), self.what, elapsed, listed)
 
 

@@ -12,6 +12,7 @@ events through ``subscribe``; their callbacks must return at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from .capture import BrowserSource, FrameSource, SourceError, open_source
 from .config import Config, parse_hostport
 from .emotions import EMOTIONS, UnknownEmotion, parse_emotion
 from .mood import WINDOW_MAX_S, WINDOW_MIN_S, MoodTracker
-from .console import shown
+from .console import RateLimitedReport, shown
 from .osc import AllowList, ControlLimits, ControlServer, OscOut, TokenBucket, cue_messages, live_messages, osc_json
 from .palette import colour_for, live_colour
 from .types import Cue, Faces, Frame, Mood
@@ -89,6 +90,9 @@ class Daemon:
         # Show control: the allow list is resolved once, here; limits per docs/OSC.md.
         self.allow_list = AllowList(config.osc.allowed_senders)
         self._controls = self._control_handlers()
+        self._accepted_report = RateLimitedReport(log, "accepted show-control messages (all are in the show log)",
+                                                  per_key=ACCEPTED_LINES_PER_SENDER, total=2 * ACCEPTED_LINES_PER_SENDER,
+                                                  level=logging.INFO)
         self._control_cue_budget = TokenBucket(config.osc.max_control_cues_per_s)
         self._control_cue_owed: str | None = None
         self._pong_lock = threading.Lock()
@@ -169,6 +173,7 @@ class Daemon:
         self.source.stop()
         if self.control_server:
             self.control_server.stop()
+        self._accepted_report.tick(final=True)
         self.osc.close()
         self.started = False
 
@@ -390,8 +395,9 @@ class Daemon:
             self.counters["control_rejected"] += 1
         event = ControlEvent(address, tuple(osc_json(a) for a in raw), sender, accepted, message)
         if accepted and handler != self._ctl_ping:
-            log.info("show control from %s: %s %s -> %s", shown(sender), shown(address),
-                     " ".join(shown(a, 60) for a in event.args), message)
+            # Every message is in the show log; the console shows a reader's share of them.
+            self._accepted_report.warn(sender.rpartition(":")[0], "show control from %s: %s %s -> %s", shown(sender),
+                                       shown(address), " ".join(shown(a, 60) for a in event.args), message)
         self.emit("control", event)
         return event
 
@@ -550,11 +556,13 @@ class Daemon:
 COLLAPSIBLE_CONTROLS = {"intent": "intent", "override": "override", "release": "override", "window": "window",
                         "blend": "blend", "generate": "generate"}
 PONG_SENDERS_MAX = 1024
+ACCEPTED_LINES_PER_SENDER = 20  # console lines per sender address per 10 s; the rest are summed
 PONGS_ALL_SENDERS_FACTOR = 5  # everyone together: this many times one sender's pong rate
 
 
 def _args_text(args: tuple) -> str:
-    return shown(repr(list(args)), 80, backslashes=False)
+    """Arguments as they may appear in a message: JSON (blobs, timetags ... readable), escaped and cut."""
+    return shown(json.dumps(osc_json(list(args)), ensure_ascii=False), 80, backslashes=False)
 
 
 def _emotion_arg(address: str, args: tuple) -> int:

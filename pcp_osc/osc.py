@@ -374,7 +374,7 @@ def parse_message(dgram: bytes) -> tuple[str, list[Any]]:
         tags = dgram[tags_at + 1:tags_end if tags_end >= 0 else len(dgram)].decode("latin-1")
         unknown = sorted(set(tags) - set(OSC_TYPES_READ))
         if unknown:
-            raise ParseError(f"argument type {shown(''.join(unknown))!r} is not one show control reads "
+            raise ParseError(f"argument type '{shown(''.join(unknown))}' is not one show control reads "
                              f"(it reads {' '.join(OSC_TYPES_READ)})")
     try:
         msg = OscMessage(dgram)
@@ -472,6 +472,8 @@ class ControlServer:
         self._stop.set()
         self._thread.join(timeout=2)
         self.sock.close()
+        self._report_excess(time.monotonic())  # what the last interval held back is said, not lost
+        self.report.tick(final=True)
 
     def reply(self, sender: str, address: str, *args: Any) -> None:
         """Answer a sender (e.g. /pcp/pong) from the control port."""
