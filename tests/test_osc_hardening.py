@@ -124,7 +124,6 @@ def test_an_override_storm_collapses_to_its_latest_state(receiver):
             ctl.sendto(message("/pcp/override", ["joy", "anger", "sadness"][i % 3]), ("127.0.0.1", port))
             if i % 50 == 0:
                 ctl.sendto(message("/pcp/release"), ("127.0.0.1", port))
-        received = d.status()["counters"]["control_received"]
         time.sleep(0.1)  # the kernel may drop a burst's tail on a full socket; the last word comes just after
         ctl.sendto(message("/pcp/override", "anxiety", 60.0), ("127.0.0.1", port))  # the operator's final word
         sent_s = time.monotonic() - t0
@@ -137,7 +136,7 @@ def test_an_override_storm_collapses_to_its_latest_state(receiver):
         assert d.status()["override"] == "anxiety"
         c = d.status()["counters"]
         assert c["control_cues_collapsed"] > 0
-        assert received > 150, "the storm hardly reached the daemon; nothing was tested"
+        assert c["control_received"] > 150, "the storm hardly reached the daemon; nothing was tested"
         assert c["control_superseded"] > 0  # over the message rate, waiting overrides were replaced by newer ones
     finally:
         ctl.close()
