@@ -415,6 +415,24 @@ def test_a_web_page_the_operator_visits_cannot_drive_or_watch_the_dashboard() ->
             evil.close()
 
 
+def test_the_page_keeps_its_token_and_says_what_to_do_without_it() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with dashboard() as (daemon, dash, controls), sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        page.goto(dash.url)  # the address without its token
+        wait_for(lambda: "token" in page.text_content("#status"), what="the page saying it needs the token")
+        assert "?token=" in page.text_content("#status")
+        page.goto(dash.url_with_token())  # the address printed at start-up
+        wait_for(lambda: "token" not in page.url, what="the token taken out of the address bar")
+        page.reload()  # the tab keeps it
+        page.click("#override-anger")
+        wait_for(lambda: daemon.status()["override"] == "anger", what="a control after the reload")
+        assert controls[-1].sender == "web:127.0.0.1" and dash.counters["unauthorised"] >= 1
+        browser.close()
+
+
 def test_names_the_operator_lists_in_web_hosts_are_served_others_are_not() -> None:
     with pytest.raises(ConfigError, match="without scheme or port"):
         config_from_dict({"web": {"hosts": ["http://show-laptop.local:8080"]}})
