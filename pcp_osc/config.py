@@ -124,7 +124,7 @@ class PerceptionConfig:
     small_face_scale: float = opt(1.6, range=(0.5, 4.0), doc="scale of the small-face search: 1.6 makes a 20 px face 32 px, which the detector finds")
     search_s: float = opt(2.0, range=(0.2, 60.0), doc="live video: every part of the picture is searched for new faces, small ones included, at least once in this many seconds (at any frame rate)")
     search_budget: float = opt(0.5, range=(0.05, 1.0), doc="live video: share of the time between two pictures a whole-picture search may take; when its measured cost fits, every picture is searched whole (a folder, a phone's browser camera)")
-    cut_change: float = opt(0.12, range=(0.01, 1.0), doc="live video: change of the whole picture between two pictures (0..1, mean brightness difference) taken as a camera cut: the whole picture is searched at once")
+    cut_change: float = opt(0.35, range=(0.01, 1.0), doc="live video: change of the picture's content between two pictures taken as a camera cut (0..1; brightness and contrast, e.g. a lighting cue, do not count; a 3 px/frame pan is ~0.1, a cut ~0.5): the faces' tracks end and the whole picture is searched at once")
     track_hold_s: float = opt(0.5, range=(0.0, 10.0), doc="live video: a followed face that is not found again is looked for this long before its track ends (it is not reported meanwhile)")
     region: list[list[float]] = opt(factory=list, check=_region_check, doc="audience region: polygon of [x, y] points as fractions of the picture (0..1; [0, 0] top left), e.g. [[0, 0.35], [1, 0.35], [1, 1], [0, 1]]; nothing outside is searched or counted (empty: the whole picture)")
     region_mask: str = opt("", doc="audience region as a mask image (white = audience, black = not; stretched to the picture); instead of region")

@@ -103,3 +103,30 @@ def test_live_colour_is_the_share_weighted_mix():
     mixed = live_colour(np.array([0.5, 0, 0, 0.5, 0]), p)
     assert mixed.r > 0.3 and mixed.b > 0.3
     assert Colour.from_hex("#ff8000").hex == "#ff8000"
+
+
+def test_the_mood_counts_people_each_with_their_own_smoothed_scores():
+    from pcp_osc.types import Faces
+
+    def person_rows(*rows, ids):
+        return Faces(np.zeros((len(rows), 4)), np.ones(len(rows)), np.array(rows, np.float32), track_id=ids)
+
+    from pcp_osc.emotions import EMOTIONS
+
+    J, S = EMOTIONS.index("joy"), EMOTIONS.index("sadness")
+    joy, sad = np.eye(5, dtype=np.float32)[J], np.eye(5, dtype=np.float32)[S]
+    cfg = MoodConfig(window_s=10, smoothing_s=0.0, face_smoothing_s=1.0)
+    t = MoodTracker(cfg, now=0.0)
+    # Two people in every frame: one smiles throughout; the other is sad, but one frame of
+    # theirs reads joy (a blink, a turn of the head): smoothed per person, it barely counts.
+    for i in range(30):
+        other = joy if i == 15 else sad
+        live = t.update(person_rows(joy, other, ids=[1, 2]), now=i / 30)
+        if i == 15:
+            assert live.distribution[J] < 0.6  # raw, this frame would read joy 1.0
+    d = t.window_mood().distribution
+    assert abs(d[J] - 0.5) < 0.05 and abs(d[S] - 0.5) < 0.05, d  # each person weighs the same
+    raw = MoodTracker(MoodConfig(window_s=10, smoothing_s=0.0, face_smoothing_s=0.0), now=0.0)
+    for i in range(16):
+        live = raw.update(person_rows(joy, joy if i == 15 else sad, ids=[1, 2]), now=i / 30)
+    assert live.distribution[J] > 0.99  # without per-person smoothing the odd frame swings the live mood

@@ -63,6 +63,10 @@ class LiveSearch:
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
         previous_t = self.schedule.last_t
         dt, change = self.schedule.observe(t, image)
+        if dt is not None and change >= self.schedule.cut_change:
+            # a cut: whoever is in the picture now is someone new (a face at the same place
+            # in the new shot must not continue an old track)
+            self.tracker.end_all()
         predicted = self.tracker.predict(t)
         small = float(self.cfg.small_face_scale)
         looking = len(predicted)

@@ -66,9 +66,13 @@ class FaceTracker:
 
     def reset(self) -> None:
         """Forget every track (a new video, a new frame size); ids keep counting up."""
+        self.end_all()
+        self.t = None
+
+    def end_all(self) -> None:
+        """End every track now (a camera cut); ids keep counting up."""
         self.ended += len(self.ids)
         self._keep(np.zeros(len(self.ids), bool))
-        self.t = None
 
     # ------------------------------------------------------------------ motion
 
