@@ -104,6 +104,13 @@ class SearchSchedule:
         self.tile_credit += tiles * dt / self.search_s
         self.coarse_credit += dt * COARSE_PER_SWEEP / self.search_s
         n = min(tiles, int(math.floor(self.tile_credit)))
+        # searching may take budget x the time between pictures: on a machine too slow to
+        # search every part within search_s, the sweep takes longer rather than each
+        # picture taking longer (which would widen the gap and ask for more tiles still)
+        tile_cost = self.cost_s.get("tile")
+        if n > 1 and tile_cost:
+            n = max(1, min(n, int(self.budget * dt / tile_cost)))
+            self.tile_credit = min(self.tile_credit, float(tiles))
         self.tile_credit -= n
         coarse = self.coarse_credit >= 1.0
         if coarse:

@@ -15,8 +15,8 @@ What a caller may rely on:
   weak ones (ByteTrack: a weak detection may continue a face but never start one);
   a confident detection matching no track starts one at once;
 - a track seen in this picture has its id on its detection; a track not seen is not
-  reported, and ends when it has gone unseen for ``hold_s`` (lost tracks end honestly:
-  nothing is reported from a prediction alone);
+  reported, and ends when it has gone unseen for ``hold_s`` and MIN_MISSES pictures
+  (lost tracks end honestly: nothing is reported from a prediction alone);
 - ids are unique for the tracker's life and never reused.
 
 Why not a library: supervision's ByteTrack moved (0.27+) into Roboflow's ``trackers``,
@@ -42,6 +42,9 @@ MATCH_IOU = 0.3
 # tile found what the re-check found).
 DUPLICATE_IOU = 0.3
 MAX_TRACKS = 64
+# ... and a track ends only once it has also been missed in this many pictures (a slow
+# machine or source: two pictures can be further apart than hold_s).
+MIN_MISSES = 3
 
 
 class FaceTracker:
@@ -57,6 +60,7 @@ class FaceTracker:
         self.cov = np.zeros((0, 8, 8), np.float64)
         self.last_seen = np.zeros((0,), np.float64)
         self.first_seen = np.zeros((0,), np.float64)
+        self.misses = np.zeros((0,), np.int64)  # pictures in a row the track was not found in
         self.t: float | None = None
         self._next_id = 1
         self.ended = 0  # tracks ended so far (lost for hold_s)
@@ -159,6 +163,8 @@ class FaceTracker:
         if len(matched):
             self._correct(det_track[matched], boxes[matched])
             self.last_seen[det_track[matched]] = t
+        self.misses += 1
+        self.misses[det_track[matched]] = 0
         ids = np.full(m, -1, np.int64)
         ids[matched] = self.ids[det_track[matched]]
         if end_unmatched and not track_taken.all():
@@ -172,8 +178,8 @@ class FaceTracker:
         new = new[np.argsort(-conf[new], kind="stable")][:room]
         if len(new):
             ids[new] = self._start(t, boxes[new])
-        # 5. tracks unseen for hold_s end.
-        alive = (t - self.last_seen) <= self.hold_s
+        # 5. tracks unseen for hold_s (and MIN_MISSES pictures) end.
+        alive = ((t - self.last_seen) <= self.hold_s) | (self.misses < MIN_MISSES)
         if not alive.all():
             self.ended += int((~alive).sum())
             self._keep(alive)
@@ -208,11 +214,12 @@ class FaceTracker:
         self.cov = np.concatenate([self.cov, cov])
         self.last_seen = np.concatenate([self.last_seen, np.full(k, t)])
         self.first_seen = np.concatenate([self.first_seen, np.full(k, t)])
+        self.misses = np.concatenate([self.misses, np.zeros(k, np.int64)])
         return ids
 
     def _keep(self, keep: np.ndarray) -> None:
         self.ids, self.mean, self.cov = self.ids[keep], self.mean[keep], self.cov[keep]
-        self.last_seen, self.first_seen = self.last_seen[keep], self.first_seen[keep]
+        self.last_seen, self.first_seen, self.misses = self.last_seen[keep], self.first_seen[keep], self.misses[keep]
 
 
 def _assign(cost: np.ndarray, limit: float) -> list[tuple[int, int]]:
