@@ -48,15 +48,24 @@ def built(tmp_path):
     return net, base, ns
 
 
-def test_the_shared_contract_copy_in_the_repo_covers_the_design_table():
-    md = osc_md_addresses()
-    assert {"/pcp/cue/color/r", "/pcp/cue/color/g", "/pcp/live/neutral", "/pcp/background/path"} <= md["out"]
-    assert {"/pcp/intent", "/pcp/override", "/pcp/release", "/pcp/generate"} <= md["in"]
-    shared = Path("/work/shared/design/OSC.md")
-    if shared.exists():  # the design copy beside the clone: the repo copy may only add detail
-        design = [ln.split("|")[1].strip() for ln in shared.read_text(encoding="utf-8").splitlines() if ln.startswith("| /")]
-        repo = [ln.split("|")[1].strip() for ln in (ROOT / "docs" / "OSC.md").read_text(encoding="utf-8").splitlines() if ln.startswith("| /")]
-        assert design == repo
+def test_the_contract_in_the_repo_lists_what_the_daemon_sends_with_its_types():
+    """docs/OSC.md is the contract the patch is built against (the repository's own copy, no
+    file outside it): every cue and live message the daemon builds is in it with its types,
+    and every cue and live address it lists is one the daemon sends."""
+    from osc_contract import typetags
+
+    from pcp_osc.osc import encode
+
+    md = contract()
+    cue = sample_cue(2)
+    sent = {}
+    for address, args in cue_messages(cue) + live_messages(cue.mood, cue.colour):
+        sent[address] = typetags(encode(address, args))[1]
+    for address, tags in sent.items():
+        assert md["out"].get(address) == tags, f"{address} ,{tags} is sent but docs/OSC.md says {md['out'].get(address)!r}"
+    listed = {a for a in md["out"] if a.startswith(("/pcp/cue/", "/pcp/live/"))}
+    assert listed == set(sent), f"listed but never sent: {sorted(listed - set(sent))}"
+    assert {"/pcp/intent", "/pcp/override", "/pcp/release", "/pcp/generate"} <= set(md["in"])
 
 
 def test_build_saves_the_toe_next_to_the_script(built):
