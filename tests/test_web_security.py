@@ -442,3 +442,32 @@ def test_names_the_operator_lists_in_web_hosts_are_served_others_are_not() -> No
         assert st == 200
         st, body = http("GET", dash.url + "api/status", headers=dict(tok, Host=f"other-laptop.local:{dash.port}"))
         assert st == 403 and "web.hosts" in body["error"]
+
+
+def test_osc_arguments_of_every_type_reach_the_page_as_json() -> None:
+    """A blob sent over OSC used to break the dashboard's event stream (end to end: UDP in, SSE out)."""
+    import socket
+
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    with dashboard() as (daemon, dash, controls):
+        req = urllib.request.Request(dash.url + "api/events", headers={"X-PCP-Token": dash.token})
+        stream = urllib.request.urlopen(req, timeout=10)
+        b = OscMessageBuilder(address="/pcp/marker")
+        b.add_arg(b"\x00\x01\x02blob", "b")
+        b.add_arg(1.0, "f")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.sendto(b.build().dgram, ("127.0.0.1", daemon.control_server.port))
+        sock.close()
+        event = None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and event is None:
+            line = stream.readline().decode()
+            if line.startswith("event: control"):
+                event = json.loads(stream.readline().decode().removeprefix("data: "))
+        stream.close()
+        assert event is not None, "no control event on the page's stream"
+        assert event["address"] == "/pcp/marker" and event["args"][0]["blob_bytes"] == 7, event
+        assert event["args"][1] == 1.0
+        st, _ = http("GET", dash.url + "api/status", headers={"X-PCP-Token": dash.token})
+        assert st == 200
