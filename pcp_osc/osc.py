@@ -32,6 +32,8 @@ log = logging.getLogger("pcp_osc.osc")
 MAX_PACKET_BYTES = 512  # ETC Eos splits anything longer
 RECV_BUFFER_BYTES = 65536
 RECV_SOCKET_BUFFER_BYTES = 1 << 20
+RECV_BUSY_SLICE_S = 0.008  # the control thread works at most this long at a stretch ...
+RECV_REST_S = 0.002  # ... then rests this long
 BAD_MESSAGE_LOG_INTERVAL_S = 10.0
 
 Message = tuple[str, list[Any]]
@@ -503,8 +505,18 @@ class ControlServer:
     # ----------------------------------------------------------------- receive loop
 
     def _loop(self) -> None:
+        busy_since = None
         while not self._stop.is_set():
             now = time.monotonic()
+            # Under a flood this thread would hold the interpreter (and a CPU) without a
+            # pause; a short rest now and then keeps the clock's cues on time. What
+            # arrives meanwhile waits in the socket, or the kernel drops it.
+            if busy_since is None:
+                busy_since = now
+            elif now - busy_since >= RECV_BUSY_SLICE_S:
+                time.sleep(RECV_REST_S)
+                busy_since = None
+                continue
             if self._waiting:
                 self._release_waiting(now)
             if now - self._last_excess_report >= self.limits.report_interval_s:
@@ -513,6 +525,7 @@ class ControlServer:
             try:
                 data, addr = self.sock.recvfrom(RECV_BUFFER_BYTES)
             except socket.timeout:
+                busy_since = None
                 continue
             except OSError:
                 if self._stop.is_set():

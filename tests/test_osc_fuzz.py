@@ -63,3 +63,22 @@ def test_fuzz_flood_keeps_cues_on_time_and_the_console_short_and_inert(tmp_path,
     assert any("more ignored show-control messages" in line for line in lines), text[-2000:]
     assert any("over its limits in the last" in line for line in lines), text[-2000:]
     assert "\\x1b" in text  # what was sent is shown, escaped
+
+
+def test_python_osc_warnings_are_throttled_on_the_console():
+    """python-osc warns on the root logger for each argument type it does not know (the
+    control path refuses those itself; anything else using python-osc goes through this)."""
+    script = (
+        "import logging\n"
+        "from pcp_osc.cli import setup_logging\n"
+        "from pythonosc.osc_message import OscMessage\n"
+        "listener = setup_logging(logging.INFO)\n"
+        "dgram = b'/pcp/x\\x00\\x00,c\\x00\\x00\\x00\\x00\\x00A'\n"
+        "for i in range(5000):\n"
+        "    OscMessage(dgram)\n"
+        "listener.stop()\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [line for line in p.stderr.splitlines() if "Unhandled parameter type" in line]
+    assert 1 <= len(lines) <= 5, len(lines)
