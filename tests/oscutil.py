@@ -88,8 +88,18 @@ class OscReceiver:
     def assert_all_osc(self) -> None:
         assert not self.bad, f"the receiver got datagrams that are not OSC{self.bad_text()}"
 
-    def cues(self) -> list[dict]:
-        """Cues reassembled from the one-value messages, in arrival order (a cue starts at /pcp/cue/id)."""
+    def cues(self, settle_s: float = 2.0) -> list[dict]:
+        """Complete cues reassembled from the one-value messages, in arrival order (a cue starts
+        at /pcp/cue/id and ends at /pcp/cue/hex). A cue whose messages are still arriving is
+        waited for up to ``settle_s``, then left out."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            cues = self._assemble_cues()
+            if not cues or "hex" in cues[-1] or time.monotonic() >= deadline:
+                return [c for c in cues if "hex" in c]
+            time.sleep(0.01)
+
+    def _assemble_cues(self) -> list[dict]:
         cues: list[dict] = []
         for m in self.all():
             if not m.address.startswith("/pcp/cue/"):
