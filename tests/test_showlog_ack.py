@@ -92,7 +92,9 @@ def test_a_locked_log_is_never_acknowledged_and_nothing_is_lost(tmp_path, receiv
         assert all(r and r.startswith("showlog-failed: the file is locked by another program") for r in reasons), reasons
         assert op.acked == ["song 1"]
         receiver.wait_for("/pcp/status", lambda m: "showlog-failed: the file is locked" in m.args[0], timeout_s=3)
-        assert d.status()["showlog"]["backlog"] > 0
+        st = d.status()  # what the dashboard shows (/api/status)
+        assert st["status"].count("showlog-failed: the file is locked") == 1 and st["showlog"]["backlog"] > 0
+        assert st["showlog"]["state"].startswith("showlog-failed")
         other.execute("COMMIT")
         other.close()
         other = None
