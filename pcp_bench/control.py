@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -228,9 +229,11 @@ class _Receiver:
                     self.cues.append((self._pending_t, m.message.params[0]))
 
 
-def _run_daemon(seconds: float, traffic) -> tuple[_Receiver, dict, float]:
-    import threading
+def _traffic_process(traffic, port: int, sent) -> None:
+    sent.value = traffic(port)
 
+
+def _run_daemon(seconds: float, traffic) -> tuple[_Receiver, dict, float]:
     rx = _Receiver()
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
@@ -238,13 +241,17 @@ def _run_daemon(seconds: float, traffic) -> tuple[_Receiver, dict, float]:
                              "--target", rx.target, "--seconds", str(seconds + 4)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     rx.drain_until(time.monotonic() + 2.5)  # start-up and the first window cues
-    result = {}
-    t_traffic = threading.Thread(target=lambda: result.update(sent=traffic(port)), daemon=True)
+    # The sender is a process of its own: in this one it would starve the receiver of
+    # the interpreter and the cues' arrival times would be its, not the daemon's.
+    ctx = multiprocessing.get_context("fork")
+    sent = ctx.Value("q", 0)
+    sender = ctx.Process(target=_traffic_process, args=(traffic, port, sent), daemon=True)
     t0 = time.monotonic()
-    t_traffic.start()
+    sender.start()
     rx.drain_until(t0 + seconds)
-    t_traffic.join()
+    sender.join(timeout=seconds + 10)
     duration = time.monotonic() - t0
+    result = {"sent": sent.value}
     rx.drain_until(time.monotonic() + 0.5)
     out, _ = proc.communicate(timeout=60)
     counters = json.loads(out.strip().splitlines()[-1])
