@@ -425,3 +425,140 @@ def test_no_server_up_procedural_stands_in_at_once(tmp_path):
                 gen.close()
     finally:
         p.pool.stop()
+
+
+# --------------------------------------------------------------------------- a real show
+
+
+def _api(url: str):
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _show_config(tmp_path: Path, servers: list[str], workflow: Path, web_port: int, control_port: int, target: str) -> Path:
+    cfg = tmp_path / "show.toml"
+    cfg.write_text(f"""
+[generator]
+kind = "comfyui"
+width = 320
+height = 180
+[comfyui]
+servers = {json.dumps(servers)}
+workflow = "{workflow}"
+retry_min_s = 0.2
+retry_max_s = 1.0
+[sinks]
+kinds = ["file"]
+file_dir = "{tmp_path / 'sink'}"
+[log]
+path = "{tmp_path / 'show.db'}"
+[web]
+enabled = true
+bind = "127.0.0.1:{web_port}"
+token = "stage-token"
+[osc]
+target = "{target}"
+control_port = {control_port}
+[mood]
+window_s = 300
+""")
+    return cfg
+
+
+def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, servers, receiver):
+    """pcp-osc run as in a show: cues from show control, backgrounds from both servers on the
+    file sink, in the show log and on the dashboard (in Chromium), one row per server; then a
+    server that refuses the workflow is named in /pcp/status and on the dashboard."""
+    import sqlite3
+
+    from playwright.sync_api import sync_playwright
+
+    from _browser import launch, screenshot_path
+    from oscutil import send_osc
+    from test_daemon_e2e import free_udp_port
+
+    a, b = servers
+    web_port, control_port = free_port(), free_udp_port()
+    slow = slow_workflow(tmp_path / "slow.json", blurs=3, side=128)
+    cfg = _show_config(tmp_path, [a.url, b.url], slow, web_port, control_port, receiver.target)
+    proc = subprocess.Popen([sys.executable, "-m", "pcp_osc", "run", "--config", str(cfg), "--source", "demo", "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"))
+    dash = f"http://127.0.0.1:{web_port}"
+    try:
+        def status():
+            return _api(f"{dash}/api/status?token=stage-token")
+
+        def wait(pred, timeout_s=90, what=""):
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                try:
+                    if pred():
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            raise AssertionError(f"timed out waiting for {what}; daemon log:\n{(tmp_path / 'daemon.log').read_text()[-3000:]}")
+
+        # the start cue's background: held while the servers connect, then made by the first
+        wait(lambda: status()["generator"]["generated"] >= 1 and not status()["generator"]["busy"], 120, "the start cue's background")
+        assert all(s["state"] == "ready" for s in status()["generator"]["servers"])
+        before = [s["done"] for s in status()["generator"]["servers"]]
+        assert sum(before) == 1
+        send_osc(control_port, "/pcp/override", "anger")
+        wait(lambda: any(s["state"] == "busy" for s in status()["generator"]["servers"]), 30, "a server to take the cue")
+        send_osc(control_port, "/pcp/generate")  # the other server takes this one
+        wait(lambda: sum(s["done"] for s in status()["generator"]["servers"]) >= 3, 120, "two more backgrounds")
+        servers_st = status()["generator"]["servers"]
+        # both free: the first listed took the override; busy, so the other took the next one
+        assert [s["done"] for s in servers_st] == [before[0] + 1, before[1] + 1], servers_st
+        assert status()["generator"]["fallbacks"] == 0
+        ids = receiver.values("/pcp/background/id")
+        paths = receiver.values("/pcp/background/path")
+        assert len(ids) >= 1 and paths
+        img = cv2.cvtColor(cv2.imread(paths[-1]), cv2.COLOR_BGR2RGB)
+        anger = np.array(cue_for("anger", 1.0).colour.rgb255)
+        mean = img.reshape(-1, 3).mean(0)
+        assert img.shape == (180, 320, 3) and np.abs(mean / max(mean.max(), 1) - anger / anger.max()).max() < 0.05
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page()
+            page.goto(f"{dash}/?token=stage-token")
+            page.wait_for_selector("#servers:not([hidden]) #servers-body tr")
+            rows = page.locator("#servers-body tr").all_inner_texts()
+            assert any(f"127.0.0.1:{a.port}" in r for r in rows) and any(f"127.0.0.1:{b.port}" in r for r in rows), rows
+            send_osc(control_port, "/pcp/generate")  # a background while the page watches
+            page.wait_for_function("document.getElementById('bg-info').textContent.includes('comfyui 127.0.0.1')", timeout=90000)
+            page.screenshot(path=str(screenshot_path("dashboard-comfyui.png")), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    con = sqlite3.connect(tmp_path / "show.db")
+    gens = [r[0] for r in con.execute("select generator from backgrounds order by bg_id")]
+    assert len(gens) == 4 and set(gens) == {f"comfyui 127.0.0.1:{a.port}", f"comfyui 127.0.0.1:{b.port}"}, gens
+    log = (tmp_path / "daemon.log").read_text()
+    assert f"comfyui 127.0.0.1:{a.port}: " in log and f"comfyui 127.0.0.1:{b.port}: " in log  # the per-server report at the end
+    assert "0 failed" in log
+
+    # a server that lacks the checkpoint: named in /pcp/status (OSC) and on the dashboard
+    cfg = _show_config(tmp_path, [a.url], SD_IMG2IMG, web_port, control_port, receiver.target)
+    proc = subprocess.Popen([sys.executable, "-m", "pcp_osc", "run", "--config", str(cfg), "--source", "demo", "--quiet"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon2.log", "w"))
+    try:
+        msg = receiver.wait_for("/pcp/status", lambda m: "sd_xl_turbo_1.0_fp16.safetensors" in str(m.args), timeout_s=60)
+        assert "refused" in msg.args[0] and f"127.0.0.1:{a.port}" in msg.args[0]
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            page = browser.new_page()
+            page.goto(f"{dash}/?token=stage-token")
+            page.wait_for_selector("#servers-body tr.server-error")
+            assert "sd_xl_turbo_1.0_fp16.safetensors" in page.locator("#servers-body tr.server-error").inner_text()
+            assert "sd_xl_turbo_1.0_fp16.safetensors" in page.locator("#status").inner_text()
+            page.screenshot(path=str(screenshot_path("dashboard-comfyui-refused.png")), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)

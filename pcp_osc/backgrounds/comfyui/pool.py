@@ -56,6 +56,8 @@ from .workflow import Workflow, WorkflowError
 
 log = logging.getLogger("pcp_osc.backgrounds.comfyui")
 
+NO_SERVER = "no ComfyUI server can take the cue"
+
 
 @dataclass
 class _Request:
@@ -167,6 +169,7 @@ class ComfyPool:
         self._started = threading.Event()
         self._stopping = False
         self._pending: _Request | None = None
+        self._hold: asyncio.TimerHandle | None = None  # a request held while servers connect
         self._early: list[_Request] = []  # submitted before the loop runs
         self._delivered_seq = 0
         self._outstanding = 0  # requests taken but not yet delivered, failed or dropped
@@ -379,7 +382,7 @@ class ComfyPool:
                 info = await s.client.fetch_object_info()
                 problems = preflight(info, self.workflow)
                 if problems:
-                    raise WorkflowRefused(f"{s.name} cannot run the workflow: " + "; ".join(problems))
+                    raise WorkflowRefused("cannot run the workflow: " + "; ".join(problems))
                 if not s.client.connected:
                     await s.client.connect_ws()
             except WorkflowRefused as e:
@@ -427,6 +430,9 @@ class ComfyPool:
 
     def _trouble(self, s: _Server, state: str, error: str) -> None:
         """A server that is down or refuses the workflow: no cues until it is checked again."""
+        for prefix in (f"{s.name}: ", f"{s.name} "):  # the report names the server already
+            if error.startswith(prefix):
+                error = error[len(prefix):]
         first = s.state != state or s.error != error
         s.state, s.error = state, error
         s.retry_at = time.monotonic() + s.delay_s
@@ -460,6 +466,9 @@ class ComfyPool:
             return
         free = [s for s in self.servers if s.state == "ready" and s.job is None]
         if free:
+            if self._hold is not None:
+                self._hold.cancel()
+                self._hold = None
             self._pending = None
             self._start_job(free[0], req)
             return
@@ -474,10 +483,27 @@ class ComfyPool:
                          req.cue.id, oldest.job.request.cue.id, oldest.name)
                 oldest.job.cancel_stale()
             return
+        if any(s.state == "connecting" for s in self.servers):
+            # A server is (re)connecting (start of the show, a dropped WebSocket): hold the cue
+            # a moment rather than show a stand-in; connect_timeout_s at most.
+            if self._hold is None:
+                self._hold = asyncio.get_running_loop().call_later(self.comfy.connect_timeout_s, self._hold_over, req.seq)
+            return
         # No server can take it now: the procedural generator stands in for this cue.
         self._pending = None
-        why = "; ".join(f"{s.name} {s.state}{': ' + s.error if s.error else ''}" for s in self.servers)
-        self._fail(req, f"no ComfyUI server can take the cue ({why})")
+        self._fail(req, NO_SERVER + " (" + "; ".join(f"{s.name} {s.state}: {s.error}" for s in self.servers) + ")")
+
+    def _hold_over(self, seq: int) -> None:
+        self._hold = None
+        req = self._pending
+        if req is None or self._stopping or any(s.state == "ready" and s.job is None for s in self.servers):
+            self._dispatch()
+            return
+        if any(s.job is not None for s in self.servers):
+            return  # a server is working; the request waits for it as usual
+        self._pending = None
+        self._fail(req, f"no ComfyUI server answered in {self.comfy.connect_timeout_s:g} s ("
+                   + ", ".join(f"{s.name} {s.state}" for s in self.servers) + ")")
 
     def _start_job(self, s: _Server, req: _Request) -> None:
         job = _Job(req, asyncio.Event())
@@ -694,8 +720,8 @@ class ComfyPool:
 
     def _update_status(self) -> None:
         parts = [f"comfyui {s.name} {s.state}: {s.error}" for s in self.servers if s.state in ("down", "refused")]
-        if self._last_failure:
-            parts.append(f"generator-failed: {self._last_failure}")
+        if self._last_failure and not (self._last_failure.startswith(NO_SERVER) and parts):
+            parts.append(f"generator-failed: {self._last_failure}")  # (the servers' own lines say why none could)
         text = "; ".join(dict.fromkeys(parts)) or "ok"
         if text == self._status_text:
             return

@@ -165,6 +165,7 @@ function showStatus(st) {
       return `<tr title="${help}"><td>${label}</td><td>${v}</td></tr>`;
     });
   $("counters").innerHTML = rows.join("");
+  showServers(st.generator);
   if (st.web && !st.web.browser_camera) $("camera-link").title = "start pcp-osc with --source browser to use the camera page";
 }
 function showControl(ev) {
@@ -177,8 +178,37 @@ function showControl(ev) {
   list.insertBefore(li, list.firstChild);
   while (list.children.length > 50) list.removeChild(list.lastChild);
 }
+// ComfyUI servers (generator.kind = "comfyui"): one row each; the server's own error text is
+// network text, so it is set with textContent only.
+function showServers(gen) {
+  const servers = (gen && gen.servers) || [];
+  $("servers").hidden = servers.length === 0;
+  const body = $("servers-body");
+  body.textContent = "";
+  for (const s of servers) {
+    const tr = document.createElement("tr");
+    if (s.state === "down" || s.state === "refused") tr.className = "bad";
+    const cells = [String(s.url).replace(/^https?:\/\//, ""), s.state + (s.progress ? " " + s.progress : ""),
+      s.done, s.cancelled, s.failed, s.mean_seconds == null ? "–" : Number(s.mean_seconds).toFixed(2) + " s"];
+    for (const c of cells) {
+      const td = document.createElement("td");
+      td.textContent = String(c);
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+    if (s.error) {
+      const er = document.createElement("tr");
+      er.className = "server-error";
+      const td = document.createElement("td");
+      td.colSpan = cells.length;
+      td.textContent = s.error;
+      er.appendChild(td);
+      body.appendChild(er);
+    }
+  }
+}
 function showBackground(bg) {
-  $("bg-info").textContent = `#${bg.id} · ${bg.generator} · ${bg.seconds} s`;
+  $("bg-info").textContent = `#${bg.id} · ${bg.generator} · ${bg.seconds} s` + (bg.note ? ` · ${bg.note}` : "");
   $("background").title = bg.prompt;
   $("background").src = PCP.withToken("/api/background.jpg?id=" + bg.id);
 }
