@@ -562,3 +562,20 @@ def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, servers, r
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_doctor_checks_each_server(servers):
+    a, _ = servers
+    dead = f"http://127.0.0.1:{free_port()}"
+    run = subprocess.run([sys.executable, "-m", "pcp_osc", "doctor", "--cameras", "0", "--server", a.url, "--server", dead,
+                          "--workflow", str(SD_IMG2IMG)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    out = run.stdout[run.stdout.index("ComfyUI\n"):]
+    assert f"-- {a.url}: ComfyUI " in out and "cpu" in out  # reachable: version line from /system_stats
+    assert "ckpt_name 'sd_xl_turbo_1.0_fp16.safetensors' is not on the server (it has: none)" in out
+    assert f"-- {dead}: 127.0.0.1:{dead.rsplit(':', 1)[1]} cannot be reached" in out
+    run = subprocess.run([sys.executable, "-m", "pcp_osc", "doctor", "--cameras", "0", "--server", a.url,
+                          "--workflow", str(COLOUR_WASH), "--json"], capture_output=True, text=True, timeout=120)
+    report = json.loads(run.stdout)["comfyui"]
+    assert report["servers"][0]["ok"] and report["servers"][0]["node_types"] > 100 and not report["workflow_error"]
+    assert report["node_types"] == ["EmptyImage", "ImageBlend", "ImageScale", "LoadImage", "SaveImageWebsocket"]
