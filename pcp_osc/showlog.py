@@ -39,7 +39,6 @@ import numpy as np
 
 from .emotions import EMOTIONS
 from .osc import osc_json
-from .types import plain
 
 log = logging.getLogger("pcp_osc.showlog")
 

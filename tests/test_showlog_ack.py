@@ -9,7 +9,6 @@ stops the start with a clear message, not a traceback."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -243,3 +242,25 @@ def test_a_bad_log_path_or_file_is_a_clear_start_up_message(tmp_path):
     p = run_cli("--log", str(ro / "show.db"), cwd=tmp_path, wrap=wrap)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert "cannot be written" in p.stderr and ("read-only" in p.stderr or "is the folder writable" in p.stderr), p.stderr
+
+
+def test_what_cannot_be_written_by_the_end_of_the_show_goes_to_a_rescue_file(tmp_path):
+    import json
+
+    path = tmp_path / "show.db"
+    log = ShowLog(path)
+    lock = sqlite3.connect(path, timeout=0, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # held past the end of the show
+    try:
+        for name in ("Song 1", "Encore", "노래 3"):
+            log.log_marker(name)
+        t = time.monotonic()
+        log.close()  # retries for a few seconds, then rescues
+        assert time.monotonic() - t < 30
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    rescue = tmp_path / "show.db.unsaved.jsonl"
+    rows = [json.loads(line) for line in rescue.read_text(encoding="utf-8").splitlines()]
+    assert [r["row"][1] for r in rows if r["kind"] == "marker"] == ["Song 1", "Encore", "노래 3"]
+    assert log.stats.lost == 0
