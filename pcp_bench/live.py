@@ -161,6 +161,8 @@ def measure_live(backend, video: LiveVideo) -> dict:
     times, found, visible, false, flicker = [], 0, 0, 0, 0  # flicker: counted frames with a visible face missed
     first_found, first_visible = [], []
     ids_per_person: dict[int, set] = {}
+    last_id: dict[int, int] = {}  # person -> track id in the previous frame (when found there)
+    switches = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for i, frame in enumerate(video.frames):
         t = time.perf_counter()
@@ -176,9 +178,14 @@ def measure_live(backend, video: LiveVideo) -> dict:
         visible += len(match)
         false += nfalse
         flicker += int((match < 0).any())
+        now_id = {}
         for key, m in zip(video.person[i], match):
             if m >= 0 and faces.track_id[m] >= 0:
-                ids_per_person.setdefault(int(key), set()).add(int(faces.track_id[m]))
+                tid = int(faces.track_id[m])
+                ids_per_person.setdefault(int(key), set()).add(tid)
+                switches += int(int(key) in last_id and last_id[int(key)] != tid)
+                now_id[int(key)] = tid
+        last_id = now_id
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     t = np.array(times)
     counted_frames = sum(counted(video, i) for i in range(len(video.frames)))
@@ -197,6 +204,7 @@ def measure_live(backend, video: LiveVideo) -> dict:
         "found_at_cut": [f"{a}/{b}" for a, b in zip(first_found, first_visible)],
         "people": len(ids_per_person),
         "track_ids_per_person": round(float(np.mean([len(s) for s in ids_per_person.values()])) if ids_per_person else 0.0, 2),
+        "id_switches": switches,  # a person found in two frames in a row under two ids
         "searched_whole": dict(getattr(getattr(getattr(backend, "_live", None), "schedule", None), "counts", {}) or {}),
     }
 
@@ -268,7 +276,8 @@ def format_live(result: dict) -> str:
         f"pcp-osc: {p['fps']} fps (p50 {p['ms_p50']} ms, p95 {p['ms_p95']} ms, max {p['ms_max']} ms, {p['cpu_ms_per_frame']} CPU ms/frame); "
         f"found {p['found_share'] * 100:.1f}% of {p['face_frames_visible']} visible face-frames (from 1 s after start and cut); "
         f"{p['frames_with_a_face_missed']}/{p['frames_counted']} frames with a face missed; {p['false_per_frame']} false boxes/frame; at the cuts {', '.join(p['found_at_cut'])}; "
-        f"{p['people']} people, {p['track_ids_per_person']} track ids per person; searches {p['searched_whole']}",
+        f"{p['people']} people, {p['id_switches']} id switches between consecutive frames "
+        f"({p['track_ids_per_person']} ids per person: the pan turns, people leave and come back); searches {p['searched_whole']}",
     ]
     if f:
         share = f["faces_found"] / max(1e-9, f["faces_placed"])

@@ -63,6 +63,7 @@ SWEEP_OVERLAP_PX = 64
 RECHECK_PER_FACE = 2.0
 RECHECK_PX = 64
 RECHECK_MAX_PX = 128
+RECHECK_FACE_PX = 28  # a face this size in its window is found (98% at 32 px, see RELIABLE_FACE_PX)
 
 class DefaultBackend:
     """RetinaFace + mini-Xception on onnxruntime (CPU)."""
@@ -216,8 +217,8 @@ class DefaultBackend:
             face = max(x2 - x1, y2 - y1, 1.0)
             # widened by the uncertainty, up to twice: wider, the face would be too small at RECHECK_MAX_PX
             side = max(RECHECK_PER_FACE * face + 2 * min(float(unc[i]), face), RECHECK_PX / scale)
-            # seen at RECHECK_PX, or more when the window is wide, so the face stays >= ~32 px
-            px = int(min(RECHECK_MAX_PX, max(RECHECK_PX, 32 * math.ceil(RECHECK_PX * side / (RECHECK_PER_FACE * face) / 32))))
+            # seen at RECHECK_PX, or more when the window is wide, so the face stays >= ~28 px
+            px = int(min(RECHECK_MAX_PX, max(RECHECK_PX, 32 * math.ceil(RECHECK_FACE_PX * side / face / 32))))
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
             s = max(2, int(round(side)))
             wx0, wy0 = int(round(cx - s / 2)), int(round(cy - s / 2))

@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 # least this (px/s; 1 px per frame at 30 fps is 30), with at least this many faces.
 PAN_MIN_PX_S = 15.0
 PAN_MIN_TRACKS = 2
+# The entering edge's strip (frame px) and the part of it new picture may fill before
+# the strip is searched again: faces up to EDGE_STRIP_PX - EDGE_SPARE_PX wide are
+# searched whole in it (larger ones are found by the coarse whole-picture pass).
+EDGE_STRIP_PX = 112
+EDGE_SPARE_PX = 48
+EDGE_MIN_PERIOD_S = 0.1
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
@@ -47,8 +53,14 @@ class LiveSearch:
         self.schedule = SearchSchedule(cfg.search_s, cfg.search_budget, cfg.cut_change)
         self.size: tuple[int, int] | None = None
         self.tiles: list[tuple[int, int, int, int]] = []
-        self.cursor = self.edge_cursor = 0
+        self.cursor = 0
         self.last_plan = None
+        # camera motion, measured: the median displacement of the faces found in two
+        # pictures in a row (px/s), and the faces' last centres it is measured from
+        self.motion_px_s = np.zeros(2, np.float32)
+        self._centres: dict[int, tuple[float, float, float]] = {}
+        self._edge = [None, None]       # the entering strip searched last, per axis
+        self._edge_credit = [0.0, 0.0]
         self.pictures = 0
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,8 +93,7 @@ class LiveSearch:
         refound[rhint] = True
         lost = int((was_seen & ~refound).sum())
         mode = self.cfg.small_faces  # sweep (live default), full (everything every picture), off
-        edge = self._entering_edge() if mode == "sweep" else []
-        plan = self.schedule.plan(dt, change, looking, lost, len(self.tiles) if mode == "sweep" else 0, len(edge))
+        plan = self.schedule.plan(dt, change, looking, lost, len(self.tiles) if mode == "sweep" else 0)
         if mode != "sweep" and not plan.full:
             plan = Plan(True, mode, False, 0)
         self.last_plan = plan
@@ -100,8 +111,7 @@ class LiveSearch:
                 self.schedule.record("coarse", time.perf_counter() - t0)
             todo = [self.tiles[(self.cursor + k) % len(self.tiles)] for k in range(plan.tiles)]
             self.cursor += plan.tiles
-            todo += [edge[(self.edge_cursor + k) % len(edge)] for k in range(plan.edge)]
-            self.edge_cursor += plan.edge
+            todo += self._edge_strips(dt or 0.0) if mode == "sweep" else []
             for tile in todo:
                 t0 = time.perf_counter()
                 parts.append(b._search_region(image, tile, small))
@@ -124,30 +134,54 @@ class LiveSearch:
             boxes, conf, hint = boxes[keep], conf[keep], hint[keep]
         ids = self.tracker.update(t, boxes, conf, hint, end_unmatched=plan.reason in ("cut", "faces lost"))
         seen = ids >= 0
+        self._measure_motion(t, boxes[seen], ids[seen], plan.full and plan.reason == "cut")
         return boxes[seen], conf[seen], ids[seen]
 
-    def _entering_edge(self) -> list[tuple[int, int, int, int]]:
-        """While the camera pans (the faces followed drift one way together), the tiles
-        along the edge where new faces come into the picture; else none."""
-        tr = self.tracker
-        if len(tr) < PAN_MIN_TRACKS or not self.tiles:
+    def _measure_motion(self, t: float, boxes: np.ndarray, ids: np.ndarray, cut: bool) -> None:
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        moves = []
+        for (cx, cy), i in zip(centres, ids):
+            prev = self._centres.get(int(i))
+            if prev is not None and t > prev[2]:
+                moves.append(((cx - prev[0]) / (t - prev[2]), (cy - prev[1]) / (t - prev[2])))
+        if cut:
+            self.motion_px_s[:] = 0
+        elif len(moves) >= PAN_MIN_TRACKS:
+            self.motion_px_s = np.median(np.array(moves, np.float32), axis=0)
+        elif not moves:
+            self.motion_px_s[:] = 0
+        self._centres = {int(i): (float(c[0]), float(c[1]), t) for c, i in zip(centres, ids)}
+
+    def _edge_strips(self, dt: float) -> list[tuple[int, int, int, int]]:
+        """While the camera pans (the faces found move one way together, measured from
+        picture to picture): per axis, the strip along the edge where new faces come in,
+        searched at once when the pan starts or turns and then as often as the pan moves
+        EDGE_SPARE_PX of new picture in, so a small face (up to EDGE_STRIP_PX -
+        EDGE_SPARE_PX wide) is searched while whole inside the strip, soon after it
+        entered."""
+        if not self.tiles:
             return []
-        v = np.median(tr.speed_px_s(), axis=0)
-        x0 = min(t[0] for t in self.tiles)
-        x1 = max(t[2] for t in self.tiles)
-        y0 = min(t[1] for t in self.tiles)
-        y1 = max(t[3] for t in self.tiles)
-        edge = set()
-        # the picture's content moves left (vx < 0): new faces come in at the right edge
-        if v[0] <= -PAN_MIN_PX_S:
-            edge |= {t for t in self.tiles if t[2] == x1}
-        elif v[0] >= PAN_MIN_PX_S:
-            edge |= {t for t in self.tiles if t[0] == x0}
-        if v[1] <= -PAN_MIN_PX_S:
-            edge |= {t for t in self.tiles if t[3] == y1}
-        elif v[1] >= PAN_MIN_PX_S:
-            edge |= {t for t in self.tiles if t[1] == y0}
-        return sorted(edge)
+        x0, y0 = min(t[0] for t in self.tiles), min(t[1] for t in self.tiles)
+        x1, y1 = max(t[2] for t in self.tiles), max(t[3] for t in self.tiles)
+        todo = []
+        for axis, (lo, hi, other_lo, other_hi) in enumerate(((x0, x1, y0, y1), (y0, y1, x0, x1))):
+            speed = float(self.motion_px_s[axis])
+            if abs(speed) < PAN_MIN_PX_S:
+                self._edge[axis], self._edge_credit[axis] = None, 0.0
+                continue
+            width = min(EDGE_STRIP_PX, hi - lo)
+            # content moving toward lower coordinates (speed < 0) enters at the high edge
+            a, b = (hi - width, hi) if speed < 0 else (lo, lo + width)
+            strip = (a, other_lo, b, other_hi) if axis == 0 else (other_lo, a, other_hi, b)
+            period = min(self.cfg.search_s / 2, max(EDGE_MIN_PERIOD_S, EDGE_SPARE_PX / abs(speed)))
+            if strip != self._edge[axis]:
+                self._edge[axis], self._edge_credit[axis] = strip, 1.0  # a pan starts or turns: now
+            else:
+                self._edge_credit[axis] += dt / period
+            if self._edge_credit[axis] >= 1.0:
+                self._edge_credit[axis] = min(self._edge_credit[axis] - 1.0, 1.0)
+                todo.append(strip)
+        return todo
 
     def _new_size(self, w: int, h: int, geo) -> None:
         from .default import _sweep_tiles
@@ -161,4 +195,4 @@ class LiveSearch:
         tiles = [(tx0 + x0, ty0 + y0, tx1 + x0, ty1 + y0)
                  for tx0, ty0, tx1, ty1 in _sweep_tiles(max(1, x1 - x0), max(1, y1 - y0), float(self.cfg.small_face_scale))]
         self.tiles = [t for t in tiles if geo is None or geo.touches(t)] or [(0, 0, w, h)]
-        self.cursor = self.edge_cursor = 0
+        self.cursor = 0

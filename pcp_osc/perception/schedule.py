@@ -18,9 +18,7 @@ clock of the source and the measured cost of each kind of search:
   whatever the frame rate: small-face tiles at ``small_face_scale`` (n tiles x time
   since the last picture / search_s, the fraction carried over), and the whole picture
   at ``detect_scale`` (larger faces) every search_s / 4;
-- while the camera pans (the followed faces all drift one way), the tiles along the
-  edge where new faces come in are searched again every search_s / 4 as well, so a
-  face entering the picture is found soon after it is whole.
+(live.py adds a strip along the edge where new faces come in while the camera pans.)
 
     schedule = SearchSchedule(search_s=2.0, budget=0.5, cut_change=0.35)
     dt, change = schedule.observe(t, image)
@@ -40,7 +38,6 @@ THUMB_W, THUMB_H = 32, 18
 THUMB_MIN_STD = 4.0  # gray levels: a nearly flat picture (black) is not amplified into noise
 COST_EMA = 0.3  # weight of the newest measurement of a search's cost
 COARSE_PER_SWEEP = 4  # the whole picture at detect_scale this many times per search_s
-EDGE_PER_SWEEP = 4    # and the entering edge's tiles this many times, while the camera pans
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,6 @@ class Plan:
     reason: str   # why the whole picture is searched ("" when it is not)
     coarse: bool  # the whole picture at detect_scale
     tiles: int    # small-face tiles to search now
-    edge: int = 0  # tiles of the entering edge to search now
 
 
 class SearchSchedule:
@@ -66,7 +62,6 @@ class SearchSchedule:
         self.thumb: np.ndarray | None = None
         self.tile_credit = 0.0
         self.coarse_credit = 0.0
-        self.edge_credit = 0.0
 
     # ------------------------------------------------------------------ inputs
 
@@ -93,12 +88,11 @@ class SearchSchedule:
 
     # ------------------------------------------------------------------ decision
 
-    def plan(self, dt: float | None, change: float, tracks: int, lost: int, tiles: int, edge_tiles: int = 0) -> Plan:
-        """``tiles``: how many small-face tiles cover the picture; ``edge_tiles``: how many
-        cover the edge where new faces enter (0 when the camera is still)."""
+    def plan(self, dt: float | None, change: float, tracks: int, lost: int, tiles: int) -> Plan:
+        """``tiles``: how many small-face tiles cover the picture."""
         reason = self._full_reason(dt, change, tracks, lost)
         if reason:
-            self.tile_credit = self.coarse_credit = self.edge_credit = 0.0
+            self.tile_credit = self.coarse_credit = 0.0
             return Plan(True, reason, False, 0)
         dt = dt or 0.0
         self.tile_credit += tiles * dt / self.search_s
@@ -115,10 +109,7 @@ class SearchSchedule:
         coarse = self.coarse_credit >= 1.0
         if coarse:
             self.coarse_credit -= 1.0
-        self.edge_credit = self.edge_credit + edge_tiles * dt * EDGE_PER_SWEEP / self.search_s if edge_tiles else 0.0
-        e = min(edge_tiles, int(math.floor(self.edge_credit)))
-        self.edge_credit -= e
-        return Plan(False, "", coarse, n, e)
+        return Plan(False, "", coarse, n)
 
     def _full_reason(self, dt: float | None, change: float, tracks: int, lost: int) -> str:
         if dt is None:
