@@ -130,7 +130,7 @@ class PerceptionConfig:
     region_mask: str = opt("", doc="audience region as a mask image (white = audience, black = not; stretched to the picture); instead of region")
     detect_side: int = opt(1280, range=(160, 4096), doc="longest side the detector sees at once; a larger (scaled) frame is tiled, or shrunk to it when tile = false")
     tile: bool = opt(True, doc="tile frames larger than detect_side instead of shrinking them (keeps small faces in 4K)")
-    threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: all cores)")
+    threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: one per core, at most 4)")
     weights_dir: str = opt("", doc="folder with the shipped ONNX weights (default: the repository's weights/, or $PCP_OSC_WEIGHTS)")
 
 

@@ -154,7 +154,7 @@ def test_magicq_colour_levels_and_looks_go():
     assert msgs == [(f"/pb/{6 + c.emotion}/go", "i", [1]) for c in CHANGES]
 
 
-def test_qlc_floats_on_simple_addresses_on_its_universe_port(caplog):
+def test_qlc_dmx_integers_on_simple_addresses_on_its_universe_port(caplog):
     # QLC+ listens on 7700 + universe - 1: universe 5 is port 7704.
     rc = RouteConfig(preset="qlc", target="127.0.0.1:7704", options={"universe": 5})
     msgs = run_route(rc, CUES, 4 * len(CUES), port=7704)
@@ -163,8 +163,25 @@ def test_qlc_floats_on_simple_addresses_on_its_universe_port(caplog):
     for i, c in enumerate(CUES):
         chunk = msgs[4 * i : 4 * i + 4]
         assert [m[0] for m in chunk] == ["/pcp/red", "/pcp/green", "/pcp/blue", "/pcp/confidence"]
-        assert all(m[1] == "f" and 0.0 <= m[2][0] <= 1.0 for m in chunk)
-        assert [round(m[2][0], 4) for m in chunk] == [round(v, 4) for v in (*c.colour.rgb, float(c.confidence))]
+        # QLC+ takes an int as the DMX level as it is; a float 0..1 it would scale and truncate
+        assert all(m[1] == "i" and 0 <= m[2][0] <= 255 for m in chunk)
+        assert [m[2][0] for m in chunk] == [round(v * 255) for v in (*c.colour.rgb, float(c.confidence))]
+
+
+def test_qlc_input_channels_are_the_checksums_qlc_gives_the_paths():
+    """QLC+ numbers an OSC path with Qt's qChecksum (CRC-16/X.25). These numbers were read
+    back from QLC+ 4.12.6 (tools/qlc_check.py: sliders bound to them move); the docs list them."""
+    from pcp_osc.routes import qchecksum, qlc_channel
+
+    assert qchecksum(b"123456789") == 0x906E  # the CRC-16/X.25 check value
+    assert {a: qlc_channel(a) for a in ("/pcp/red", "/pcp/green", "/pcp/blue", "/pcp/confidence")} == \
+        {"/pcp/red": 15687, "/pcp/green": 9106, "/pcp/blue": 8611, "/pcp/confidence": 2477}
+    assert [qlc_channel(f"/pcp/look/{e}") for e in EMOTIONS] == [62442, 43986, 23323, 25130, 3788]
+    docs = (ROOT / "docs" / "routes.md").read_text(encoding="utf-8")
+    for a in ("/pcp/red", "/pcp/look/neutral"):
+        assert f"| `{a}` | {qlc_channel(a)} |" in docs
+    with pytest.raises(ValueError, match="ASCII"):
+        qlc_channel("/pcp/기쁨")
 
 
 def test_qlc_looks_holds_the_emotions_button_and_releases_the_others():

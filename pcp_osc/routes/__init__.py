@@ -9,6 +9,7 @@ for ETC Eos, grandMA3, ChamSys MagicQ, QLC+, Resolume and a one-look-per-emotion
     presets.py     the presets and the start-up check (``compile_route``), ``--route`` parsing
     transports.py  ``RouteSender``: a thread and a latest-first queue per route; UDP, or TCP
                    through python-osc's client (SLIP or size framing)
+    qlc.py         QLC+'s input channel numbers for OSC paths (a checksum of the path)
     docs.py        docs/routes.md and ``pcp-osc routes`` (``python -m pcp_osc.routes --markdown``)
 
 Routes are checked when the daemon starts (``compile_route``): an unknown name, a
@@ -30,6 +31,7 @@ from .presets import (
     parse_route_arg,
     preset_names,
 )
+from .qlc import qchecksum, qlc_channel
 from .templates import Arg, RouteError, Template, build_message, encode_message, parse_template, render
 from .transports import QUEUE_CUES, TCP_CONNECT_TIMEOUT_S, TCP_RETRY_S, RouteSender
 from .values import PLACEHOLDERS, as_text, cue_values, sample_cue
@@ -39,4 +41,5 @@ __all__ = [
     "load_presets", "parse_route_arg", "preset_names", "Arg", "RouteError", "Template", "build_message",
     "encode_message", "parse_template", "render", "QUEUE_CUES", "TCP_CONNECT_TIMEOUT_S", "TCP_RETRY_S",
     "RouteSender", "PLACEHOLDERS", "as_text", "cue_values", "sample_cue", "main", "preset_markdown", "routes_markdown",
+    "qchecksum", "qlc_channel",
 ]

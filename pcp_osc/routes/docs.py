@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..emotions import EMOTIONS
 from .presets import PRESETS
+from .qlc import qlc_channel
 from .values import PLACEHOLDERS
 
 
@@ -26,6 +27,10 @@ def preset_markdown(name: str) -> str:
     lines.append("What to program on the desk:")
     lines.append("")
     lines += [ln for ln in p["program"].strip().splitlines()]
+    if name == "qlc":
+        lines += ["", "| address | QLC+ input channel (type it in: External Input, Channel) |", "|---|---|"]
+        for templates in p.get("modes", {}).values():
+            lines += [f"| `{t.split()[0]}` | {qlc_channel(t.split()[0])} |" for t in templates]
     for mode, templates in p.get("modes", {}).items():
         if not templates:
             continue
