@@ -8,6 +8,14 @@ Each operator type knows only the parameters listed in KNOWN_PARAMETERS, taken f
 Derivative's documentation pages of those operators (derivative.ca/UserGuide/<Name>).
 Asking for any other parameter raises AttributeError, as TouchDesigner does, so a
 misspelt parameter in the build script fails the tests here instead of on show day.
+
+What the real API returns is modelled where the build depends on it:
+  * versions: KNOWN_PARAMETERS is TouchDesigner 2023 and later; ``Network(td="2022")``
+    gives the 2022 names (Constant CHOP ``name0``/``value0`` before the 2023 rename to
+    ``const0name``/``const0value``; no OSC In CHOP ``stripsegments``);
+  * ``Par.menuNames`` is a list only for menu parameters (MENU_PARAMETERS) and None for
+    every other parameter, as in TouchDesigner;
+  * ``project.save()`` returns whether the file was written (``Project.save_result``).
 """
 
 from __future__ import annotations
@@ -17,11 +25,12 @@ from typing import Any
 
 KNOWN_PARAMETERS: dict[str, set[str]] = {
     "baseCOMP": set(),
-    "oscinCHOP": {"active", "protocol", "netaddress", "port", "localaddress", "queued"},
+    "oscinCHOP": {"active", "protocol", "netaddress", "port", "localaddress", "queued", "stripsegments"},
     "renameCHOP": {"renamefrom", "renameto"},
+    "nullCHOP": set(),
     "selectCHOP": {"chop", "channames", "renameto"},
     "lagCHOP": {"lag1", "lag2", "overshoot1", "overshoot2"},
-    "constantCHOP": {"name0", "value0", "name1", "value1"},
+    "constantCHOP": {"const0name", "const0value", "const1name", "const1value"},
     "textDAT": {"file", "language"},
     "tableDAT": {"file"},
     "oscinDAT": {"protocol", "address", "port", "shared", "active", "callbacks"},
@@ -39,9 +48,22 @@ KNOWN_PARAMETERS: dict[str, set[str]] = {
     "buttonCOMP": {"label", "value0", "buttontype", "buttongroup"},
 }
 
+# TouchDesigner 2022: the names that changed in 2023.
+TD2022_PARAMETERS: dict[str, set[str]] = {
+    "constantCHOP": {"name0", "value0", "name1", "value1"},
+    "oscinCHOP": KNOWN_PARAMETERS["oscinCHOP"] - {"stripsegments"},
+}
+
+# Parameters that are menus: only these have a list in menuNames (None elsewhere).
+MENU_PARAMETERS = {
+    ("ndiinTOP", "name"), ("syphonspoutinTOP", "sendername"), ("constantTOP", "outputresolution"),
+    ("buttonCOMP", "buttontype"), ("oscinCHOP", "protocol"), ("oscinDAT", "protocol"), ("oscoutDAT", "protocol"),
+    ("textDAT", "language"), ("ndiinTOP", "bandwidth"), ("panelexecuteDAT", "panelvalue"),
+}
+
 # Number of inputs each operator type takes (TOP/CHOP filters; generators take none).
 MAX_INPUTS = {
-    "renameCHOP": 1, "selectCHOP": 1, "lagCHOP": 1, "crossTOP": 2, "multiplyTOP": 2, "switchTOP": 99,
+    "nullCHOP": 1, "renameCHOP": 1, "selectCHOP": 1, "lagCHOP": 1, "crossTOP": 2, "multiplyTOP": 2, "switchTOP": 99,
     "nullTOP": 1, "outTOP": 1,
 }
 
@@ -66,7 +88,8 @@ class Par:
         self.expr: str | None = None
         self.mode = ParModeStandIn.CONSTANT
         self.pulses = 0
-        self.menuNames: list[str] = []
+        # A menu lists its entries (none found yet: empty); any other parameter has None.
+        self.menuNames: list[str] | None = [] if (owner.OPType, name) in MENU_PARAMETERS else None
 
     def eval(self) -> Any:
         return self.val
@@ -82,7 +105,7 @@ class Pars:
 
     def __getattr__(self, name: str) -> Par:
         owner = object.__getattribute__(self, "_owner")
-        if name not in KNOWN_PARAMETERS[owner.OPType]:
+        if name not in owner.network.parameters[owner.OPType]:
             raise AttributeError(f"{owner.OPType} has no parameter {name!r}")
         pars = object.__getattribute__(self, "_pars")
         if name not in pars:
@@ -199,16 +222,21 @@ class Op:
 class Project:
     folder: str
     saved: list[str] = field(default_factory=list)
+    save_result: bool = True  # False: a folder TouchDesigner cannot write to
 
     def save(self, path: str) -> bool:
-        self.saved.append(path)
-        return True
+        if self.save_result:
+            self.saved.append(path)
+        return self.save_result
 
 
 class Network:
     """The TouchDesigner session the build script runs in."""
 
-    def __init__(self, project_folder: str) -> None:
+    def __init__(self, project_folder: str, td: str = "2023") -> None:
+        if td not in ("2022", "2023"):
+            raise ValueError(f"stand-in models TouchDesigner 2022 and 2023, not {td!r}")
+        self.parameters = dict(KNOWN_PARAMETERS) | (TD2022_PARAMETERS if td == "2022" else {})
         self.root = Op(self, "root", "", None)
         self.project1 = Op(self, "containerCOMP", "project1", self.root)
         self.root.children["project1"] = self.project1

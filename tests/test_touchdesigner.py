@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from osc_contract import contract  # noqa: E402
-from td_standin import KNOWN_PARAMETERS, Network, PanelValue  # noqa: E402
+from td_standin import Network, OpType, PanelValue  # noqa: E402
 
 from pcp_osc.config import OscConfig, SinksConfig, load_config, parse_hostport  # noqa: E402
 from pcp_osc.emotions import EMOTIONS, parse_emotion  # noqa: E402
@@ -36,9 +36,10 @@ def osc_md_addresses() -> dict[str, set[str]]:
     return {side: set(table) for side, table in contract().items()}
 
 
-@pytest.fixture()
-def built(tmp_path):
-    net = Network(str(tmp_path))
+@pytest.fixture(params=["2023", "2022"])
+def built(tmp_path, request):
+    """The build run against the stand-in of TouchDesigner 2023 (current names) and 2022."""
+    net = Network(str(tmp_path), td=request.param)
     code = BUILD.read_text(encoding="utf-8")
     ns = net.namespace()
     ns["__file__"] = str(BUILD)
@@ -145,7 +146,7 @@ def test_operators_are_the_real_touchdesigner_types_and_parameters_exist(built):
     set_count = 0
     for n in net.alive():
         for name in n.par.set_names():
-            assert name in KNOWN_PARAMETERS[n.OPType]
+            assert name in net.parameters[n.OPType]
             set_count += 1
     assert set_count >= 40
 
@@ -193,17 +194,27 @@ def test_words_callbacks_log_cues_and_reload_the_background_file(built):
     assert base.op("state").row("live/joy") is None  # the live stream is not copied to tables
 
     a, b, target = base.op("bg_file_a"), base.op("bg_file_b"), base.op("xfade_target")
-    target.par.value0.val = 0
+    new_names = "const0value" in net.parameters["constantCHOP"]
+    value = target.par.const0value if new_names else target.par.value0
+    assert value.val == 0 and (target.par.const0name if new_names else target.par.name0).val == "cross"
     feed([("/pcp/background/path", ["/shows/bg-000001.png"])])
-    assert b.par.file.val == "/shows/bg-000001.png" and b.par.reloadpulse.pulses == 1 and target.par.value0.val == 1
+    assert b.par.file.val == "/shows/bg-000001.png" and b.par.reloadpulse.pulses == 1 and value.val == 1
     feed([("/pcp/background/path", ["/shows/bg-000002.png"])])
-    assert a.par.file.val == "/shows/bg-000002.png" and a.par.reloadpulse.pulses == 1 and target.par.value0.val == 0
+    assert a.par.file.val == "/shows/bg-000002.png" and a.par.reloadpulse.pulses == 1 and value.val == 0
 
+    # Before any sender is found the menus list nothing: the name is set as it is.
+    feed([("/pcp/background/sender", ["pcp-osc"])])
+    assert base.op("bg_texture").par.sendername.val == "pcp-osc"
     base.op("bg_ndi").par.name.menuNames = ["OTHER (obs)", "STAGEPC (pcp-osc)"]
     base.op("bg_texture").par.sendername.menuNames = ["Resolume:Composition", "python:pcp-osc"]
     feed([("/pcp/background/sender", ["pcp-osc"])])
     assert base.op("bg_ndi").par.name.val == "STAGEPC (pcp-osc)"
     assert base.op("bg_texture").par.sendername.val == "python:pcp-osc"
+    # A build where the sender parameters are not menus (menuNames is None): no crash.
+    base.op("bg_ndi").par.name.menuNames = None
+    base.op("bg_texture").par.sendername.menuNames = None
+    feed([("/pcp/background/sender", ["other-sender"])])
+    assert base.op("bg_texture").par.sendername.val == "other-sender"
 
 
 def test_show_control_buttons_send_what_the_daemon_accepts(built):
@@ -228,3 +239,29 @@ def test_a_misspelt_parameter_fails_the_build_loudly(tmp_path):
     code = BUILD.read_text(encoding="utf-8").replace("setp(texture, 'sendername'", "setp(texture, 'sendrname'")
     with pytest.raises(AttributeError, match="bg_texture.*'sendrname'"):
         exec(compile(code, "build", "exec"), dict(net.namespace(), __file__=str(BUILD)))
+
+
+def test_the_prefix_is_stripped_by_the_osc_in_chop_where_it_can(built):
+    net, base, _ = built
+    numbers_in, numbers = base.op("osc_numbers"), base.op("numbers")
+    if "stripsegments" in net.parameters["oscinCHOP"]:  # TouchDesigner 2023: Strip Segments
+        assert numbers_in.par.stripsegments.val == 1 and numbers.OPType == "nullCHOP"
+    else:  # 2022: the Rename CHOP does it
+        assert numbers.OPType == "renameCHOP"
+        assert (numbers.par.renamefrom.val, numbers.par.renameto.val) == ("pcp/*", "*")
+    assert ("osc_numbers", "numbers", 0) in {(s.name, d.name, i) for s, d, i in net.connections}
+
+
+def test_menu_names_are_none_for_a_parameter_that_is_not_a_menu(tmp_path):
+    net = Network(str(tmp_path))
+    node = net.project1.create(OpType("moviefileinTOP"), "m")
+    assert node.par.file.menuNames is None
+    assert net.project1.create(OpType("ndiinTOP"), "n").par.name.menuNames == []
+
+
+def test_a_save_that_fails_is_an_error_not_a_saved_message(tmp_path, capsys):
+    net = Network(str(tmp_path))
+    net.project.save_result = False
+    with pytest.raises(RuntimeError, match="could not save .*pcp_osc.toe"):
+        exec(compile(BUILD.read_text(encoding="utf-8"), str(BUILD), "exec"), dict(net.namespace(), __file__=str(BUILD)))
+    assert "saved" not in capsys.readouterr().out

@@ -10,7 +10,8 @@ project folder). See touchdesigner/README.md for the network and its diagram.
 
 The network (all inside /project1/pcp_osc):
   osc_numbers   OSC In CHOP on NUMBERS_PORT (9011, pcp-osc's default TouchDesigner target):
-                colour, shares, confidence as channels -> numbers (renamed) -> live_colour (lagged)
+                colour, shares, confidence as channels, the prefix stripped (Strip Segments;
+                a Rename CHOP on builds without it) -> numbers -> live (lagged)
   osc_words     OSC In DAT on WORDS_PORT (9012, pcp-osc's osc.extra_targets in
                 pcp-osc-touchdesigner.toml): emotion, source, hex, the background file and
                 sender, status -> `state` table, `cue_log` table, background reloads
@@ -90,6 +91,10 @@ def setp_any(node, names, value):
     raise AttributeError('pcp-osc build: %s has none of the parameters %s' % (node.path, names))
 
 
+def has_par(node, name):
+    return getattr(node.par, name, None) is not None
+
+
 def expr(node, name, expression):
     par = setp(node, name, 0)
     par.expr = expression
@@ -119,23 +124,30 @@ def remember(key, value):
     else:
         state[key, 1] = value
 
+def xfade_value():
+    # The Constant CHOP's first value: const0value since TouchDesigner 2023, value0 before.
+    target = op('xfade_target')
+    par = getattr(target.par, 'const0value', None)
+    return par if par is not None else target.par.value0
+
 def load_background(path):
     # Load the new picture into the Movie File In that is not showing, then fade to it.
-    target = op('xfade_target')
-    showing_b = float(target.par.value0.eval()) > 0.5
+    value = xfade_value()
+    showing_b = float(value.eval()) > 0.5
     idle = op('bg_file_a') if showing_b else op('bg_file_b')
     idle.par.file = path
     idle.par.reloadpulse.pulse()
-    target.par.value0 = 0 if showing_b else 1
+    value.val = 0 if showing_b else 1
 
 def pick_sender(name):
-    # NDI lists "MACHINE (name)"; Syphon lists "app:name" or the name.
+    # NDI lists "MACHINE (name)"; Syphon lists "app:name" or the name. menuNames is None
+    # for a parameter that is not a menu (or lists nothing yet): then the name is set as is.
     ndi = op('bg_ndi').par.name
-    match = [n for n in ndi.menuNames if n.endswith('(' + name + ')')]
+    match = [n for n in (ndi.menuNames or []) if n.endswith('(' + name + ')')]
     if match:
         ndi.val = match[0]
     tex = op('bg_texture').par.sendername
-    match = [n for n in tex.menuNames if n == name or n.endswith(':' + name)]
+    match = [n for n in (tex.menuNames or []) if n == name or n.endswith(':' + name)]
     tex.val = match[0] if match else name
 
 def onReceiveOSC(dat, rowIndex, message, byteData, timeStamp, address, args, peer):
@@ -185,13 +197,18 @@ def build(parent_path='/project1', save_path=None):
         old.destroy()
     base = place(root.create(baseCOMP, 'pcp_osc'), 0, 0)
 
-    # Numbers: OSC In CHOP -> rename "pcp/live/color/r" to "live/color/r" -> pick and smooth.
+    # Numbers: OSC In CHOP, channel "live/color/r" for /pcp/live/color/r -> pick and smooth.
     numbers_in = place(base.create(oscinCHOP, 'osc_numbers'), 0, 0)
     setp(numbers_in, 'port', NUMBERS_PORT)
-    numbers = place(base.create(renameCHOP, 'numbers'), 1, 0)
+    if has_par(numbers_in, 'stripsegments'):
+        # Strip Segments drops the prefix's segments from the channel names.
+        setp(numbers_in, 'stripsegments', len(PREFIX.strip('/').split('/')))
+        numbers = place(base.create(nullCHOP, 'numbers'), 1, 0)
+    else:  # a build without Strip Segments: rename "pcp/live/color/r" to "live/color/r"
+        numbers = place(base.create(renameCHOP, 'numbers'), 1, 0)
+        setp(numbers, 'renamefrom', PREFIX.strip('/') + '/*')
+        setp(numbers, 'renameto', '*')
     wire(numbers_in, numbers)
-    setp(numbers, 'renamefrom', PREFIX.strip('/') + '/*')
-    setp(numbers, 'renameto', '*')
     live_pick = place(base.create(selectCHOP, 'live_pick'), 2, 0)
     wire(numbers, live_pick)
     setp(live_pick, 'channames', ' '.join(a[len(PREFIX) + 1:] for a in NUMBER_ADDRESSES if '/live/' in a))
@@ -228,8 +245,9 @@ def build(parent_path='/project1', save_path=None):
     file_a = place(base.create(moviefileinTOP, 'bg_file_a'), 4, 2)
     file_b = place(base.create(moviefileinTOP, 'bg_file_b'), 4, 3)
     xfade_target = place(base.create(constantCHOP, 'xfade_target'), 3, 2)
-    setp(xfade_target, 'name0', 'cross')
-    setp(xfade_target, 'value0', 0)
+    # Constant CHOP: const0name/const0value since TouchDesigner 2023, name0/value0 before.
+    setp_any(xfade_target, ('const0name', 'name0'), 'cross')
+    setp_any(xfade_target, ('const0value', 'value0'), 0)
     xfade = place(base.create(lagCHOP, 'xfade'), 3, 3)
     wire(xfade_target, xfade)
     setp(xfade, 'lag1', CROSSFADE_S)
@@ -281,7 +299,10 @@ def build(parent_path='/project1', save_path=None):
     if save_path is None:
         here = os.path.dirname(os.path.abspath(globals().get('__file__') or os.path.join(project.folder, 'x')))
         save_path = os.path.join(here, 'pcp_osc.toe')
-    project.save(save_path)
+    # project.save() says False when TouchDesigner could not write the file: never claim it did.
+    if project.save(save_path) is False:
+        raise RuntimeError('pcp-osc build: built %s but TouchDesigner could not save %s; is the folder '
+                           'writable? Save the project by hand (Ctrl+S) or run the script again' % (base.path, save_path))
     print('pcp-osc: built %s and saved %s' % (base.path, save_path))
     return base
 
