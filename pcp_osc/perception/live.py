@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # least this (px/s; 1 px per frame at 30 fps is 30), with at least this many faces.
 PAN_MIN_PX_S = 15.0
 PAN_MIN_TRACKS = 2
+# ... and when it has moved this far one way: a seated audience sways a few px to and
+# fro, which is no pan (and must not cost edge searches)
+PAN_MIN_TRAVEL_PX = 24.0
 # The entering edge's strip (frame px) and the part of it new picture may fill before
 # the strip is searched again: faces up to EDGE_STRIP_PX - EDGE_SPARE_PX wide are
 # searched whole in it (larger ones are found by the coarse whole-picture pass).
@@ -61,6 +64,8 @@ class LiveSearch:
         self._centres: dict[int, tuple[float, float, float]] = {}
         self._edge = [None, None]       # the entering strip searched last, per axis
         self._edge_credit = [0.0, 0.0]
+        self._travel = np.zeros(2, np.float32)  # px moved one way so far, per axis (signed)
+        self._motion_t: float | None = None
         self.pictures = 0
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,19 +149,24 @@ class LiveSearch:
             prev = self._centres.get(int(i))
             if prev is not None and t > prev[2]:
                 moves.append(((cx - prev[0]) / (t - prev[2]), (cy - prev[1]) / (t - prev[2])))
+        dt = t - self._motion_t if self._motion_t is not None else 0.0
         if cut:
             self.motion_px_s[:] = 0
         elif len(moves) >= PAN_MIN_TRACKS:
             self.motion_px_s = np.median(np.array(moves, np.float32), axis=0)
         elif not moves:
             self.motion_px_s[:] = 0
+        step = self.motion_px_s * dt
+        same_way = (np.sign(step) == np.sign(self._travel)) & (np.abs(self.motion_px_s) >= PAN_MIN_PX_S)
+        self._travel = np.where(same_way, self._travel + step, np.where(np.abs(self.motion_px_s) >= PAN_MIN_PX_S, step, 0))
+        self._motion_t = t
         self._centres = {int(i): (float(c[0]), float(c[1]), t) for c, i in zip(centres, ids)}
 
     def _edge_strips(self, dt: float) -> list[tuple[int, int, int, int]]:
         """While the camera pans (the faces found move one way together, measured from
         picture to picture): per axis, the strip along the edge where new faces come in,
         searched at once when the pan starts or turns and then as often as the pan moves
-        EDGE_SPARE_PX of new picture in, so a small face (up to EDGE_STRIP_PX -
+        EDGE_SPARE_PX of new picture in (a pan: PAN_MIN_TRAVEL_PX one way at least), so a small face (up to EDGE_STRIP_PX -
         EDGE_SPARE_PX wide) is searched while whole inside the strip, soon after it
         entered."""
         if not self.tiles:
@@ -166,7 +176,7 @@ class LiveSearch:
         todo = []
         for axis, (lo, hi, other_lo, other_hi) in enumerate(((x0, x1, y0, y1), (y0, y1, x0, x1))):
             speed = float(self.motion_px_s[axis])
-            if abs(speed) < PAN_MIN_PX_S:
+            if abs(speed) < PAN_MIN_PX_S or abs(float(self._travel[axis])) < PAN_MIN_TRAVEL_PX:
                 self._edge[axis], self._edge_credit[axis] = None, 0.0
                 continue
             width = min(EDGE_STRIP_PX, hi - lo)
