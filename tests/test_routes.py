@@ -123,6 +123,17 @@ def test_eos_colour_sends_rgb_0_to_100_on_the_channel():
     check_colour_triplet(msgs, CUES, ["/eos/chan/7/param/red", "/eos/chan/7/param/green", "/eos/chan/7/param/blue"], 100.0)
 
 
+def test_eos_user_prefix_keeps_the_preset_off_the_operators_command_line():
+    msgs = run_route(RouteConfig(preset="eos", options={"channel": 7, "user": 9}), CUES[:1], 3)
+    assert [m[0] for m in msgs] == [f"/eos/user/9/chan/7/param/{c}" for c in ("red", "green", "blue")]
+    msgs = run_route(RouteConfig(preset="eos", options={"mode": "looks", "user": 9}), CUES[:1], 1)
+    assert msgs[0][0] == "/eos/user/9/cue/1/1/fire"
+    with pytest.raises(RouteError, match="an Eos user is a whole number"):
+        compile_route(RouteConfig(preset="eos", options={"user": 2.5}))
+    with pytest.raises(RouteError, match="out of range; allowed 0..999"):
+        compile_route(RouteConfig(preset="eos", options={"user": -1}))
+
+
 def test_eos_looks_fires_one_cue_per_emotion_change():
     rc = RouteConfig(preset="eos", options={"mode": "looks", "cue_list": 2, "looks": [1, 2, 3.5, 4, 5]})
     msgs = run_route(rc, CUES, len(CHANGES))
@@ -208,8 +219,9 @@ def test_resolume_colour_opacity_and_colorize_and_looks_columns():
         ]
         assert all(m[1] == "f" and 0 <= m[2][0] <= 1 for m in chunk)
         assert close(chunk[0][2][0], float(c.confidence))
-    msgs = run_route(RouteConfig(preset="resolume", options={"mode": "looks"}), CUES, len(CHANGES))
-    assert msgs == [(f"/composition/columns/{c.emotion + 1}/connect", "i", [1]) for c in CHANGES]
+    msgs = run_route(RouteConfig(preset="resolume", options={"mode": "looks"}), CUES, 2 * len(CHANGES))
+    # each change presses the column's trigger and releases it, as a clicked button does
+    assert msgs == [(f"/composition/columns/{c.emotion + 1}/connect", "i", [v]) for c in CHANGES for v in (1, 0)]
 
 
 def test_looks_preset_and_custom_templates_with_every_placeholder_kind():

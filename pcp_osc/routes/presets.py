@@ -157,6 +157,12 @@ def compile_route(rc: RouteConfig, where: str = "routes") -> Route:
             for x in v if isinstance(v, list) else list(v.values()) if isinstance(v, dict) else [v]:
                 if isinstance(x, bool) or not isinstance(x, (int, float)) or not lo <= x <= hi:
                     raise RouteError(f"{where}.options.{name} = {v!r}: {x!r} is out of range; allowed {lo:g}..{hi:g}")
+    if preset_name == "eos":
+        user = options.get("user", 0)
+        if float(user) != int(user):
+            raise RouteError(f"{where}.options.user = {user!r}: an Eos user is a whole number (0: plain /eos/...)")
+        # {eos}: "eos", or "eos/user/N" to keep the commands off the operator's command line
+        options["eos"] = "eos" if not user else f"eos/user/{int(user)}"
     if preset_name == "grandma3" and not rc.addresses:
         p = str(options.get("prefix", ""))
         if not p or "/" in p or " " in p:
