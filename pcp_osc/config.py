@@ -110,6 +110,28 @@ class CaptureConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """[perception.classifier]: the expression model read on each face (the shipped one, or your own ONNX)."""
+
+    model: str = opt("", doc="an ONNX expression model of your own (empty: the shipped FER2013 mini-Xception)")
+    classes: list[str] = opt(factory=list, doc="its class names in output order; each must name one of the five emotions (e.g. happiness, surprise, contempt)")
+    size_px: int = opt(0, range=(0, 1024), doc="its input side in pixels (0: read from the model)")
+    colour: str = opt("auto", choices=("auto", "gray", "rgb", "bgr"), doc="its input colour (auto: gray for 1 channel, rgb for 3)")
+    mean: list[float] = opt(factory=list, doc="per-channel mean on 0..1 pixels, e.g. ImageNet's [0.485, 0.456, 0.406] (empty: 0)")
+    std: list[float] = opt(factory=list, doc="per-channel std on 0..1 pixels, e.g. [0.229, 0.224, 0.225] (empty: 1)")
+    margin: float = opt(0.0, range=(0.0, 1.0), doc="added to each side of the face box, as a share of its longer side")
+    square: str = opt("expand", choices=("expand", "pad", "stretch"), doc="expand: a square of the frame around the face; pad: the box padded to a square; stretch: the box resized as it is")
+    output: str = opt("auto", choices=("auto", "probabilities", "logits"), doc="what the model returns (auto: logits unless rows are probabilities)")
+    mirror: bool = opt(True, doc="average each face with its mirror image (same batch; steadier readings)")
+    light: str = opt("stretch", choices=("off", "equalize", "clahe", "stretch"), doc="normalise each face crop's light before the model (stage washes, dim rooms): stretch its range, equalize its histogram, clahe (clip-limited), or off (as read before)")
+    noise_floor: float = opt(10.0, range=(0.0, 40.0), doc="also read each face with fixed noise of this sigma added (0..255 scale), readings averaged: a dark camera's grain changes the reading less (0: off)")
+
+
+# Keys of [perception.classifier] that describe an own model; the shipped one has its own.
+_OWN_MODEL_KEYS = ("classes", "size_px", "colour", "mean", "std", "margin", "square", "output")
+
+
+@dataclass
 class PerceptionConfig:
     backend: str = opt("default", choices=("default", "yolo"), doc="default (shipped ONNX models) or yolo")
     weights: str = opt("", doc="YOLO weights (.pt or .onnx) for backend = yolo")
@@ -132,6 +154,7 @@ class PerceptionConfig:
     tile: bool = opt(True, doc="tile frames larger than detect_side instead of shrinking them (keeps small faces in 4K)")
     threads: int = opt(0, range=(0, 64), doc="onnxruntime intra-op threads (0: one per core, at most 4)")
     weights_dir: str = opt("", doc="folder with the shipped ONNX weights (default: the repository's weights/, or $PCP_OSC_WEIGHTS)")
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
 
 @dataclass
@@ -431,6 +454,29 @@ def _post_check(obj: Any, where: str) -> None:
         problem = check_bind_table(obj.bind)
         if problem:
             raise ConfigError(f"{where}.bind: {problem}")
+    if isinstance(obj, ClassifierConfig):
+        default = ClassifierConfig()
+        for i, name in enumerate(obj.classes):
+            try:
+                parse_emotion(name)
+            except UnknownEmotion as e:
+                raise ConfigError(f"{where}.classes: class {i} {name!r} names none of the five emotions: {e}") from None
+        if not obj.model:
+            set_keys = [k for k in _OWN_MODEL_KEYS if getattr(obj, k) != getattr(default, k)]
+            if set_keys:
+                raise ConfigError(
+                    f"{where}.{set_keys[0]} describes a model of your own, but {where}.model is empty "
+                    f"(the shipped model has its own classes and input); set {where}.model = \"your_model.onnx\""
+                )
+        elif not obj.classes:
+            raise ConfigError(f"{where}.model = {obj.model!r} needs {where}.classes: the model's class names in output order")
+        channels = {"gray": 1, "rgb": 3, "bgr": 3}.get(obj.colour)
+        for key in ("mean", "std"):
+            values = getattr(obj, key)
+            if values and (len(values) not in (1, 3) or (channels and len(values) not in (1, channels))):
+                raise ConfigError(f"{where}.{key} = {values!r} must have 1 value or one per channel ({channels or 3} for {obj.colour})")
+        if any(v <= 0 for v in obj.std):
+            raise ConfigError(f"{where}.std = {obj.std!r}: every value must be above 0")
     if isinstance(obj, CaptureConfig) and obj.reconnect_min_s > obj.reconnect_max_s:
         raise ConfigError(f"{where}.reconnect_min_s must not exceed {where}.reconnect_max_s")
     if isinstance(obj, WebConfig) and not obj.require_token:
@@ -496,12 +542,24 @@ def defaults_toml() -> str:
                 lines.append(f"# {rf.name} = {_toml_value(getattr(RouteConfig(), rf.name))}  # {rf.metadata.get('doc', '')}")
             lines.append("")
             continue
-        lines.append(f"[{f.name}]")
-        for sf in dataclasses.fields(value):
-            doc = sf.metadata.get("doc", "")
-            lines.append(f"{sf.name} = {_toml_value(getattr(value, sf.name))}" + (f"  # {doc}" if doc else ""))
-        lines.append("")
+        _section_lines(lines, f.name, value)
     return "\n".join(lines)
+
+
+def _section_lines(lines: list[str], name: str, value: Any) -> None:
+    """One [section] with every key; a nested table ([perception.classifier]) after its parent's keys."""
+    lines.append(f"[{name}]")
+    nested = []
+    for sf in dataclasses.fields(value):
+        sub = getattr(value, sf.name)
+        if dataclasses.is_dataclass(sub):
+            nested.append((f"{name}.{sf.name}", sub))
+            continue
+        doc = sf.metadata.get("doc", "")
+        lines.append(f"{sf.name} = {_toml_value(sub)}" + (f"  # {doc}" if doc else ""))
+    lines.append("")
+    for sub_name, sub in nested:
+        _section_lines(lines, sub_name, sub)
 
 
 def _toml_value(v: Any) -> str:

@@ -79,7 +79,8 @@ class DefaultBackend:
         self.threads = int(cfg.threads) if cfg.threads else min(4, os.cpu_count() or 1)
         weights_dir = getattr(cfg, "weights_dir", "") or None
         det_path = weight_path(DETECTOR_FILE, weights_dir)
-        cls_path = weight_path(CLASSIFIER_FILE, weights_dir)
+        own_classifier = bool(getattr(getattr(cfg, "classifier", None), "model", ""))
+        cls_path = None if own_classifier else weight_path(CLASSIFIER_FILE, weights_dir)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
@@ -88,7 +89,7 @@ class DefaultBackend:
         # Worker threads that spin between runs burn a core the capture and OSC threads need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._detector = onnx_session(ort, det_path, opts)
-        self.classifier = ExpressionClassifier.shipped(cls_path, opts)
+        self.classifier = ExpressionClassifier.from_config(getattr(cfg, "classifier", None), cls_path, opts)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
         self.region = AudienceRegion.from_config(cfg)
         self._live: LiveSearch | None = None
