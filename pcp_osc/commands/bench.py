@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backgrounds", nargs=argparse.REMAINDER, metavar="...",
                    help="instead, the background generators' bench (procedural, and Stable Diffusion with random "
                         "weights); the rest of the line goes to it, e.g. --backgrounds --procedural-only")
+    p.add_argument("--stage-light", nargs=argparse.REMAINDER, metavar="...",
+                   help="instead, the stage-light bench: real scenes darkened and washed in colour, how many faces keep "
+                        "their normal-light emotion; the rest of the line goes to it, e.g. --stage-light --json")
     p.set_defaults(func=run)
 
 
@@ -32,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         from pcp_bench.backgrounds import main as backgrounds_bench
 
         return backgrounds_bench(args.backgrounds)
+    if getattr(args, "stage_light", None) is not None:
+        from pcp_bench.stagelight import main as stage_light_bench
+
+        return stage_light_bench(args.stage_light)
     from pcp_bench.perception import format_table, run_bench
     from ..config import ConfigError, load_config
     from ..perception import PerceptionError
