@@ -292,3 +292,21 @@ def test_a_lighting_cue_is_not_a_cut_people_keep_their_ids():
     ids_before = set(before[-1].track_id.tolist())
     ids_after = {int(t) for f in after for t in f.track_id}
     assert len(ids_before) >= 6 and ids_after and ids_after <= ids_before
+
+
+def test_two_videos_in_one_detect_run_are_two_streams(tmp_path):
+    # `pcp-osc detect a.mp4 b.mp4`: the second video starts again at 0 s; it must be
+    # searched whole at its first frame, with none of the first video's people in it.
+    video = pan_video((("group_flags", 0.8, 0, 0, 3.0, 0.0, 12),))
+    write_video(tmp_path / "a.mp4", video.frames)
+    write_video(tmp_path / "b.mp4", video.frames)
+    r = pcp("detect", "--json", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    a = [row for row in rows if row["image"].endswith("a.mp4")]
+    b = [row for row in rows if row["image"].endswith("b.mp4")]
+    assert len(a) == len(b) == 12
+    assert [len(row["faces"]) for row in b] == [len(row["faces"]) for row in a]
+    ids_a = {f["track"] for row in a for f in row["faces"]}
+    ids_b = {f["track"] for row in b for f in row["faces"]}
+    assert ids_a and ids_b and not ids_a & ids_b

@@ -75,6 +75,10 @@ class LiveSearch:
         geo = self.region.geometry(w, h) if self.region is not None else None
         if self.size != (w, h):
             self._new_size(w, h, geo)
+        elif self.schedule.last_t is not None and t < self.schedule.last_t:
+            # time went back: another video (or the same one again), not the next picture
+            self.size = None
+            self._new_size(w, h, geo)
         self.pictures += 1
         if geo is not None and geo.empty:
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
@@ -198,6 +202,9 @@ class LiveSearch:
 
         if self.size is not None:
             log.info("picture size changed from %dx%d to %dx%d: faces are searched afresh", *self.size, w, h)
+        self.motion_px_s = np.zeros(2, np.float32)
+        self._centres, self._edge, self._edge_credit = {}, [None, None], [0.0, 0.0]
+        self._travel, self._motion_t = np.zeros(2, np.float32), None
         self.size = (w, h)
         self.tracker.reset()
         self.schedule.reset()

@@ -317,6 +317,8 @@ class YoloBackend:
         if self._tracker is None:
             self._tracker = FaceTracker(hold_s=float(getattr(self.cfg, "track_hold_s", 0.5)), confident=self.conf_threshold)
         t = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        if self._tracker.t is not None and t < self._tracker.t:
+            self._tracker.reset()  # time went back: another video
         self._tracker.predict(t)
         ids = self._tracker.update(t, faces.boxes, faces.detection_confidence)
         return Faces(faces.boxes, faces.detection_confidence, faces.scores, track_id=ids)
