@@ -93,8 +93,7 @@ def bench_web(n_cues: int = 40) -> None:
     cfg.osc.target = "127.0.0.1:9"
     cfg.web.bind = f"127.0.0.1:{port}"
     daemon = Daemon(cfg, source="demo", perception=False)
-    dash = WebDashboard(daemon, cfg.web)
-    daemon.add_part(dash)
+    dash = daemon.parts.add(WebDashboard(daemon, cfg.web))
     daemon.start()
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--no-first-run", "--disable-sync"]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pcp_osc.emotions import EMOTIONS
-from pcp_osc.types import Background, Colour, Cue, Mood
+from pcp_osc.types import Background, Colour, ControlEvent, Cue, Mood
 
 SONGS = [
     ("Opening: Sunrise", "joy"),
@@ -26,18 +25,6 @@ SONGS = [
     ("Encore: Homecoming", "joy"),
 ]
 SHOW_START_WALL = 1_750_000_000.0  # a fixed evening, so generated logs are reproducible
-
-
-@dataclass(frozen=True)
-class SimControl:
-    """Same fields as pcp_osc.daemon.ControlEvent."""
-
-    address: str
-    args: tuple
-    sender: str
-    accepted: bool
-    message: str
-    wall_time: float
 
 
 def colour_for(emotion: int, confidence: float) -> Colour:
@@ -95,19 +82,19 @@ def write_show(log, minutes: float = 60.0, *, seed: int = 7, live_hz: float = 1.
             name, feel = SONGS[song % len(SONGS)]
             if song >= len(SONGS):
                 name = f"{name} (reprise {song // len(SONGS)})"
-            log.log_control(SimControl("/pcp/marker", (name,), "desk:10.0.0.5", True, "marker recorded", wall))
+            log.log_control(ControlEvent("/pcp/marker", (name,), "desk:10.0.0.5", True, "marker recorded", wall))
             counts["controls"] += 1
             counts["markers"] += 1
             if song % 3 == 1:  # the stage manager sets the performance's intent for this song
                 intent = EMOTIONS.index(feel)
-                log.log_control(SimControl("/pcp/intent", (feel,), "desk:10.0.0.5", True, f"intent {feel}", wall + 2))
+                log.log_control(ControlEvent("/pcp/intent", (feel,), "desk:10.0.0.5", True, f"intent {feel}", wall + 2))
                 counts["controls"] += 1
             if song % 4 == 2:  # the operator forces a look for the first 45 s of the song
                 override = (EMOTIONS.index(feel), t + 45.0)
-                log.log_control(SimControl("/pcp/override", (feel, 45.0), "web:10.0.0.9", True, f"override {feel} for 45 s", wall + 3))
+                log.log_control(ControlEvent("/pcp/override", (feel, 45.0), "web:10.0.0.9", True, f"override {feel} for 45 s", wall + 3))
                 counts["controls"] += 1
             if song == 3:
-                log.log_control(SimControl("/pcp/intent", ("euphoria",), "10.0.0.77", False,
+                log.log_control(ControlEvent("/pcp/intent", ("euphoria",), "10.0.0.77", False,
                                            "unknown emotion 'euphoria'; allowed: joy, anxiety, anger, sadness, neutral", wall + 4))
                 counts["controls"] += 1
         _, feel = SONGS[song % len(SONGS)]
@@ -119,7 +106,7 @@ def write_show(log, minutes: float = 60.0, *, seed: int = 7, live_hz: float = 1.
             counts["live"] += 1
         window.append(mood)
         if override and t >= override[1]:
-            log.log_control(SimControl("/pcp/release", (), "web:10.0.0.9", True, "override released", wall))
+            log.log_control(ControlEvent("/pcp/release", (), "web:10.0.0.9", True, "override released", wall))
             counts["controls"] += 1
             override = None
         if t >= next_cue_s:

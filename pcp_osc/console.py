@@ -16,9 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING, TextIO
+
+from .parts import BasePart
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
 
 SHOWN_MAX_CHARS = 120
 REPORT_INTERVAL_S = 10.0
@@ -195,3 +202,54 @@ class _FilterBudget:
                 return True, 0
             entry[2] += 1
             return False, 0
+
+
+status_log = logging.getLogger("pcp_osc.run")  # the status line's name in the log when not on a terminal
+
+
+class StatusLine(BasePart):
+    """One refreshing console line: faces, live mood, last cue (every few seconds as a log line when not a terminal).
+    A part of the show (started and stopped with it); it reads the daemon's status."""
+
+    role = "console"
+
+    def __init__(self, daemon: Daemon, stream: TextIO = sys.stderr) -> None:
+        self.daemon = daemon
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="status-line", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        if self.tty:
+            self.stream.write("\n")
+
+    def text(self) -> str:
+        s = self.daemon.status()
+        live = s["live"]
+        cue = s["cue"]
+        shares = ""
+        if live:
+            top = sorted(live["shares"].items(), key=lambda kv: -kv[1])[:2]
+            shares = " ".join(f"{e} {v * 100:.0f}%" for e, v in top)
+        cue_txt = f"cue {cue['id']} {cue['emotion']} {cue['confidence'] * 100:.0f}% {cue['source']} {cue['hex']}" if cue else "no cue yet"
+        return (f"faces {s['faces']:2d} | live {shares or '-'} | {cue_txt} | next in {s['window_left_s']:.0f} s"
+                f" | {s['perception_ms']:.0f} ms/frame | {s['status']}")
+
+    def _loop(self) -> None:
+        period = 0.5 if self.tty else 15.0
+        while not self._stop.wait(period):
+            try:
+                line = self.text()
+            except Exception:
+                continue
+            if self.tty:
+                self.stream.write("\r\033[K" + line[: 200])
+                self.stream.flush()
+            else:
+                status_log.info(line)

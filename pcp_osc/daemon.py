@@ -1,13 +1,14 @@
-"""The daemon: wires capture -> perception -> mood -> palette -> cue -> OSC (+ the parts that
-listen to cues: show log, background worker, sinks, routes, web dashboard).
+"""The daemon: capture -> perception -> mood -> palette -> cue, out over OSC and to the parts.
 
 Threads (none waits on another; hand-offs are latest-value slots):
   capture   -- the source's reader thread keeps only the newest frame
-  perception-- newest frame -> Faces -> live mood (OSC live stream, "live" subscribers)
+  perception-- newest frame -> Faces -> live mood (OSC live stream, ``Part.on_live``)
   clock     -- every 20 ms: closes windows into cues, expires overrides, heartbeat
-  control   -- OSC show control in; the web dashboard calls ``control()`` too
-Parts (show log, generator worker, sinks, dashboard) own their threads and take
-events through ``subscribe``; their callbacks must return at once.
+  control   -- OSC show control in, through one address -> handler table; the web
+               dashboard calls ``control()`` too
+The parts (show log, generator worker, sinks, routes, dashboard: pcp_osc/parts.py) own
+their threads and hear cues, live samples, control events and backgrounds through typed
+hooks; ``show.assemble`` builds and wires them.
 """
 
 from __future__ import annotations
@@ -17,36 +18,33 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .capture import BrowserSource, FrameSource, SourceError, open_source
-from .config import Config, parse_hostport
+from .capture import BrowserSource, FrameSource, open_source
+from .config import Config
 from .emotions import EMOTIONS, UnknownEmotion, parse_emotion
 from .mood import WINDOW_MAX_S, WINDOW_MIN_S, MoodTracker
 from .console import RateLimitedReport, shown
-from .osc import AllowList, ControlLimits, ControlServer, OscOut, TokenBucket, cue_messages, live_messages, osc_json
+from .osc import CONTROL_NAMES, AllowList, ControlLimits, ControlServer, OscStream, TokenBucket, osc_json
 from .palette import colour_for, live_colour
-from .types import Cue, Faces, Frame, Mood
+from .parts import Parts, StatusBoard
+from .types import ControlEvent, Cue, Faces, Frame, LiveSample, Mood
 
 log = logging.getLogger("pcp_osc.daemon")
 
 CLOCK_PERIOD_S = 0.02
 HEARTBEAT_PERIOD_S = 1.0
-EVENTS = ("cue", "live", "control", "background", "status")
-
-
-@dataclass(frozen=True)
-class ControlEvent:
-    address: str
-    args: tuple
-    sender: str
-    accepted: bool
-    message: str
-    wall_time: float = field(default_factory=time.time)
+# after_commit(callback, key): call callback(ok, why) once everything before is recorded
+AfterCommit = Callable[[Callable[[bool, str], None], Any], Any]
 
 
 class Daemon:
+    """Runs the loops, makes the cues and applies show control. What it makes goes out over
+    ``stream`` and to ``parts``; ``generate`` (the generator's "new background now") and
+    ``after_commit`` (the show log's "once this is on disk") are what show control needs
+    from the parts; ``problems`` is where parts report what is wrong. All come from
+    ``show.assemble``; left out, the daemon runs alone (OSC only)."""
+
     def __init__(
         self,
         config: Config,
@@ -54,6 +52,11 @@ class Daemon:
         source: FrameSource | str | None = None,
         backend: Any = None,
         perception: bool = True,
+        stream: OscStream | None = None,
+        parts: Parts | None = None,
+        problems: StatusBoard | None = None,
+        generate: Callable[[], bool] | None = None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self.config = config
         self.prefix = config.osc.prefix
@@ -61,18 +64,17 @@ class Daemon:
         self.wall_t0 = time.time()
         self.tracker = MoodTracker(config.mood, self.t0)
         self.blend = config.palette.blend
-        targets = [parse_hostport(config.osc.target)] + [parse_hostport(t) for t in config.osc.extra_targets]
-        self.osc = OscOut(targets, bundle=config.osc.bundle)
+        self.stream = stream if stream is not None else OscStream.from_config(config.osc)
+        self.parts = parts if parts is not None else Parts()
+        self.problems = problems if problems is not None else StatusBoard()
+        self._generate = generate
+        self._after_commit = after_commit
         self.source = source if isinstance(source, FrameSource) else open_source(config.capture, source)
         self.browser_source = self.source if isinstance(self.source, BrowserSource) else None
         self._backend = backend
         self._want_perception = perception
         self.backend_error = ""
         self.control_server: ControlServer | None = None
-        self.parts: list[Any] = []
-        self.generator_worker: Any = None  # set by show.assemble when a generator is on
-        self.showlog: Any = None  # set by show.assemble when the show log is on
-        self._subs: dict[str, list[Callable]] = defaultdict(list)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -81,11 +83,8 @@ class Daemon:
         self.last_live: Mood | None = None
         self.last_faces: Faces = Faces.empty()
         self.last_frame: Frame | None = None
-        self._status = "starting"
-        self._status_reasons: dict[str, str] = {}
         self.counters: dict[str, int] = defaultdict(int)
         self.perception_ms = 0.0
-        self._last_live_send = 0.0
         self.started = False
         # Show control: the allow list is resolved once, here; limits per docs/OSC.md.
         self.allow_list = AllowList(config.osc.allowed_senders)
@@ -100,24 +99,6 @@ class Daemon:
         self._pong_budget_all = TokenBucket(config.osc.max_pongs_per_s * PONGS_ALL_SENDERS_FACTOR)
         self._pongs_owed: OrderedDict[str, None] = OrderedDict()
 
-    # ------------------------------------------------------------------ events
-    def subscribe(self, event: str, fn: Callable) -> None:
-        if event not in EVENTS:
-            raise ValueError(f"unknown daemon event {event!r}; allowed: {', '.join(EVENTS)}")
-        self._subs[event].append(fn)
-
-    def emit(self, event: str, *args: Any) -> None:
-        for fn in list(self._subs[event]):
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("a %s listener failed; the show goes on", event)
-
-    def add_part(self, part: Any) -> None:
-        self.parts.append(part)
-        if self.started:
-            part.start()
-
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
         c = self.config
@@ -127,14 +108,13 @@ class Daemon:
         self.control_server.start()
         log.info(
             "show control on UDP %s:%d; cues to %s", c.osc.control_host, self.control_server.port,
-            ", ".join(f"{h}:{p}" for h, p in self.osc.targets),
+            ", ".join(f"{h}:{p}" for h, p in self.stream.targets),
         )
         if self._want_perception and self._backend is None:
             self._load_backend()
         self.source.start()
         log.info("source: %s", self.source.name)
-        for part in self.parts:
-            part.start()
+        self.parts.start()
         self.started = True
         self._spawn(self._clock_loop, "clock")
         if self._want_perception:
@@ -165,16 +145,12 @@ class Daemon:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
-        for part in reversed(self.parts):
-            try:
-                part.stop()
-            except Exception:
-                log.exception("stopping %s failed", type(part).__name__)
+        self.parts.stop()
         self.source.stop()
         if self.control_server:
             self.control_server.stop()
         self._accepted_report.tick(final=True)
-        self.osc.close()
+        self.stream.close()
         self.started = False
 
     def run_for(self, seconds: float | None = None) -> None:
@@ -216,15 +192,9 @@ class Daemon:
             now = time.monotonic()
             mood = self.tracker.update(faces, now)
             self.last_live, self.last_faces, self.last_frame = mood, faces, frame
-            self._send_live(mood, now)
-            self.emit("live", mood, faces, frame)
-
-    def _send_live(self, mood: Mood, now: float) -> None:
-        rate = self.config.osc.live_rate_hz
-        if rate <= 0 or now - self._last_live_send < 1.0 / rate:
-            return
-        self._last_live_send = now
-        self.osc.send_many(live_messages(mood, live_colour(mood.distribution, self.config.palette), self.prefix))
+            colour = live_colour(mood.distribution, self.config.palette)
+            self.stream.live(mood, colour, now)
+            self.parts.live(LiveSample(mood, colour, faces, frame))
 
     def _clock_loop(self) -> None:
         next_beat = self.t0 + HEARTBEAT_PERIOD_S
@@ -245,9 +215,8 @@ class Daemon:
                 if next_beat <= now:  # stalled (suspend, debugger): one beat, not a burst
                     next_beat = now + HEARTBEAT_PERIOD_S
                 self._update_source_status()
-                if self.config.osc.heartbeat:
-                    self.osc.send(f"{self.prefix}/heartbeat", int(now - self.t0))
-                self.osc.send(f"{self.prefix}/status", self.status_text())
+                self.stream.heartbeat(now - self.t0)
+                self.stream.status(self.status_text())
 
     # ------------------------------------------------------------------ cues
     def _operator_cue(self, reason: str, now: float) -> Cue:
@@ -268,10 +237,10 @@ class Daemon:
             self.cue_id += 1
             self.last_cue = cue
             self._control_cue_owed = None  # this cue carries the latest state
-            # Listeners only enqueue (log, generator, routes), so telling them first costs
+            # Parts only enqueue (log, generator, routes), so telling them first costs
             # microseconds and means a cue a receiver has seen is already queued for the log.
-            self.emit("cue", cue)
-            self.osc.send_many(cue_messages(cue, self.prefix))
+            self.parts.cue(cue)
+            self.stream.cue(cue)
             self.counters["cues"] += 1
         log.info(
             "cue %d: %s %.0f%% (%s, %.1f faces) %s%s", cue.id, cue.emotion_id, cue.confidence * 100,
@@ -281,20 +250,7 @@ class Daemon:
 
     # ------------------------------------------------------------------ status
     def _set_reason(self, key: str, text: str | None) -> None:
-        changed = False
-        with self._lock:
-            if text:
-                changed = self._status_reasons.get(key) != text
-                self._status_reasons[key] = text
-            elif key in self._status_reasons:
-                del self._status_reasons[key]
-                changed = True
-        if changed:
-            self.emit("status", self.status_text())
-
-    def set_status_reason(self, key: str, text: str | None) -> None:
-        """Parts report what is wrong (e.g. "generator-failed: ...") or clear it with None."""
-        self._set_reason(key, text)
+        self.problems.set(key, text)
 
     def _update_source_status(self) -> None:
         st = self.source.state
@@ -306,8 +262,7 @@ class Daemon:
             self._set_reason("source", None)
 
     def status_text(self) -> str:
-        with self._lock:
-            return "; ".join(self._status_reasons.values()) or "ok"
+        return self.problems.text()
 
     def status(self) -> dict:
         cue = self.last_cue
@@ -338,28 +293,29 @@ class Daemon:
                 "control_received": cs.received, "control_malformed": cs.malformed, "control_refused": cs.refused,
                 "control_bundle_dropped": cs.bundle_dropped, "control_rate_dropped": cs.rate_dropped,
                 "control_superseded": cs.superseded,
-            } if cs else {}) | {"osc_sent": self.osc.sent},
+            } if cs else {}) | {"osc_sent": self.stream.sent},
             "control_port": cs.port if cs else None,
-            "generator": self.generator_worker.status() if self.generator_worker is not None else None,
-            "showlog": self.showlog.status() if self.showlog is not None else None,
-        }
+            "generator": None,
+            "showlog": None,
+        } | self.parts.status()
 
     # ------------------------------------------------------------------ show control
     def _control_handlers(self) -> dict[str, Callable[[str, tuple, float], str]]:
         """The show-control address map (docs/OSC.md, "In"): address -> handler.
         A handler applies its message and returns what it did, or raises ValueError
         saying what was wrong and what is allowed."""
-        p = self.prefix
-        return {
-            f"{p}/intent": self._ctl_intent,
-            f"{p}/override": self._ctl_override,
-            f"{p}/release": self._ctl_release,
-            f"{p}/generate": self._ctl_generate,
-            f"{p}/marker": self._ctl_marker,
-            f"{p}/window": self._ctl_window,
-            f"{p}/blend": self._ctl_blend,
-            f"{p}/ping": self._ctl_ping,
+        handlers = {
+            "intent": self._ctl_intent,
+            "override": self._ctl_override,
+            "release": self._ctl_release,
+            "generate": self._ctl_generate,
+            "marker": self._ctl_marker,
+            "window": self._ctl_window,
+            "blend": self._ctl_blend,
+            "ping": self._ctl_ping,
         }
+        assert tuple(handlers) == CONTROL_NAMES, "osc.CONTROL_NAMES lists every handler, in order"
+        return {self.stream.control_address(name): fn for name, fn in handlers.items()}
 
     def _collapse_slot(self, address: str, sender: str) -> Any:
         """For a sender over its message rate: messages that only set state wait in one
@@ -398,7 +354,7 @@ class Daemon:
             # Every message is in the show log; the console shows a reader's share of them.
             self._accepted_report.warn(sender.rpartition(":")[0], "show control from %s: %s %s -> %s", shown(sender),
                                        shown(address), " ".join(shown(a, 60) for a in event.args), message)
-        self.emit("control", event)
+        self.parts.control(event)
         return event
 
     def _ctl_intent(self, address: str, args: tuple, now: float) -> str:
@@ -432,9 +388,10 @@ class Daemon:
 
     def _ctl_generate(self, address: str, args: tuple, now: float) -> str:
         _no_args(address, args)
-        if self.generator_worker is None:
+        if self._generate is None:
             raise ValueError(f"{address}: no background generator is running (generator.kind = off)")
-        self.generator_worker.generate_now()
+        if not self._generate():
+            raise ValueError(f"{address}: no cue yet to make a background for; try again after the first cue")
         return "background requested"
 
     def _ctl_marker(self, address: str, args: tuple, now: float) -> str:
@@ -533,24 +490,20 @@ class Daemon:
         if server is None:
             return
         unhandled = server.take_unhandled(sender)
-        address = f"{self.prefix}/pong"
 
         def answer(ok: bool, why: str = "") -> None:
             problems = [] if ok else [why]
             if unhandled:
                 problems.append(f"dropped: {unhandled} of your messages since your last ping were over "
                                 f"the show-control limits and are not in the show log")
-            if problems:
-                self.counters["pongs_failed"] += 1
-                server.reply(sender, address, "; ".join(problems))
-            else:
-                self.counters["pongs"] += 1
-                server.reply(sender, address)
+            self.counters["pongs_failed" if problems else "pongs"] += 1
+            address, args = self.stream.pong("; ".join(problems))
+            server.reply(sender, address, *args)
 
-        if self.showlog is None:
+        if self._after_commit is None:
             answer(True)
         else:
-            self.showlog.after_commit(answer, key=sender)
+            self._after_commit(answer, sender)
 
 
 COLLAPSIBLE_CONTROLS = {"intent": "intent", "override": "override", "release": "override", "window": "window",

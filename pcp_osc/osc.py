@@ -184,7 +184,84 @@ class OscOut:
         self._sock.close()
 
 
+class OscStream:
+    """Every message pcp-osc sends to its receivers (docs/OSC.md, "Out"), built here and
+    nowhere else: cues, the live stream (at most ``live_rate_hz``), heartbeat and status,
+    background announcements, and the pong show control gets back.
+
+    The daemon tells it each cue after the parts (so a cue a receiver has seen is already
+    queued for the show log); the sinks announce backgrounds through it. Sending never
+    waits on a receiver (``OscOut``)."""
+
+    def __init__(self, targets: list[tuple[str, int]], *, prefix: str = "/pcp", bundle: bool = False,
+                 live_rate_hz: float = 10.0, heartbeat: bool = True) -> None:
+        self.out = OscOut(targets, bundle=bundle)
+        self.prefix = prefix
+        self.live_rate_hz = float(live_rate_hz)
+        self.heartbeat_on = bool(heartbeat)
+        self._last_live_s = -1e9
+        self._live_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, osc_cfg: Any) -> "OscStream":
+        from .config import parse_hostport
+
+        targets = [parse_hostport(osc_cfg.target)] + [parse_hostport(t) for t in osc_cfg.extra_targets]
+        return cls(targets, prefix=osc_cfg.prefix, bundle=osc_cfg.bundle, live_rate_hz=osc_cfg.live_rate_hz,
+                   heartbeat=osc_cfg.heartbeat)
+
+    @property
+    def targets(self) -> list[tuple[str, int]]:
+        return self.out.targets
+
+    @property
+    def sent(self) -> int:
+        return self.out.sent
+
+    def cue(self, cue: Cue) -> None:
+        self.out.send_many(cue_messages(cue, self.prefix))
+
+    def live(self, mood: Mood, colour: Colour, now_s: float) -> bool:
+        """The live stream for this mood, unless one went out less than 1/live_rate_hz ago."""
+        with self._live_lock:
+            if self.live_rate_hz <= 0 or now_s - self._last_live_s < 1.0 / self.live_rate_hz:
+                return False
+            self._last_live_s = now_s
+        self.out.send_many(live_messages(mood, colour, self.prefix))
+        return True
+
+    def heartbeat(self, uptime_s: float) -> None:
+        if self.heartbeat_on:
+            self.out.send(f"{self.prefix}/heartbeat", int(uptime_s))
+
+    def status(self, text: str) -> None:
+        self.out.send(f"{self.prefix}/status", text)
+
+    def background_id(self, bg_id: int) -> None:
+        self.out.send(f"{self.prefix}/background/id", int(bg_id))
+
+    def background_path(self, path: str) -> None:
+        self.out.send(f"{self.prefix}/background/path", str(path))
+
+    def background_sender(self, name: str) -> None:
+        self.out.send(f"{self.prefix}/background/sender", str(name))
+
+    def pong(self, problems: str = "") -> Message:
+        """The answer to /ping (the control server sends it back to the pinger)."""
+        return (f"{self.prefix}/pong", [problems] if problems else [])
+
+    def control_address(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def close(self) -> None:
+        self.out.close()
+
+
 # --------------------------------------------------------------------------- show control in
+
+# Show-control addresses the daemon understands, under the prefix (docs/OSC.md, "In"); the
+# daemon's handler table, the dashboard and the report take their names from here.
+CONTROL_NAMES = ("intent", "override", "release", "generate", "marker", "window", "blend", "ping")
 
 OSC_TYPES_READ = "ihfdsbrmtTFN[]"  # what python-osc parses; anything else is refused, not guessed at
 MAX_BUNDLE_DEPTH = 4

@@ -39,6 +39,8 @@ import numpy as np
 
 from .emotions import EMOTIONS
 from .osc import osc_json
+from .parts import BasePart
+from .types import Background, ControlEvent, Cue, LiveSample
 
 log = logging.getLogger("pcp_osc.showlog")
 
@@ -262,8 +264,9 @@ class ShowLogStats:
 # --------------------------------------------------------------------------- writer
 
 
-class ShowLog:
-    """Writes one show to one SQLite file from its own thread.
+class ShowLog(BasePart):
+    """Writes one show to one SQLite file from its own thread; a part of the show (it hears
+    every cue, live sample, control event and background).
 
     Every ``log_*`` method is safe to call from any thread and never blocks;
     ``flush()`` blocks until what was queued before it is durable.
@@ -274,6 +277,8 @@ class ShowLog:
     "showlog-failed: disk full" and, once writing works again, None. A failed batch
     is never counted as committed, and ``after_commit`` callbacks hear False.
     """
+
+    role = "showlog"
 
     def __init__(
         self,
@@ -328,7 +333,8 @@ class ShowLog:
         log.info("show log: %s", self.path)
 
     @classmethod
-    def from_config(cls, config: Any, path: str | Path | None = None) -> "ShowLog":
+    def from_config(cls, config: Any, path: str | Path | None = None, *,
+                    on_status: Callable[[str | None], None] | None = None) -> "ShowLog":
         """From a pcp_osc.config.Config: [log] path/live_sample_hz and [privacy]; ``path`` (--log) wins."""
         pv = config.privacy
         return cls(
@@ -337,6 +343,7 @@ class ShowLog:
             store_frames=pv.store_frames,
             frames_dir=pv.store_dir or None,
             keep_hours=pv.keep_hours,
+            on_status=on_status,
         )
 
     # ----------------------------------------------------------------- enqueue (any thread, never blocks)
@@ -420,25 +427,25 @@ class ShowLog:
             self._put("frame", (now, np.array(image, copy=True)))
         return ok
 
-    # ----------------------------------------------------------------- daemon wiring
+    # ----------------------------------------------------------------- as a part of the show
 
-    def attach(self, daemon: Any) -> None:
-        """Subscribe to a Daemon's events; the daemon also closes the log when it stops,
-        and its status (/pcp/status, the dashboard) says when writing fails."""
-        daemon.subscribe("cue", self.log_cue)
-        daemon.subscribe("control", self.log_control)
-        daemon.subscribe("background", lambda bg: self.log_background(bg))
-        daemon.subscribe("live", lambda mood, faces, frame: self.log_live(mood, None, frame))
-        if hasattr(daemon, "set_status_reason"):
-            self.on_status = lambda text: daemon.set_status_reason("showlog", text)
-        if hasattr(daemon, "add_part"):
-            daemon.add_part(self)
-
-    def start(self) -> None:  # a daemon part; the writer runs from construction
+    def start(self) -> None:  # the writer runs from construction
         pass
 
     def stop(self) -> None:
         self.close()
+
+    def on_cue(self, cue: Cue) -> None:
+        self.log_cue(cue)
+
+    def on_live(self, sample: LiveSample) -> None:
+        self.log_live(sample.mood, sample.wall_time, sample.frame)
+
+    def on_control(self, event: ControlEvent) -> None:
+        self.log_control(event)
+
+    def on_background(self, background: Background) -> None:
+        self.log_background(background)
 
     # ----------------------------------------------------------------- acknowledgement
 

@@ -1,4 +1,6 @@
-"""The plain values that flow between stages: Frame -> Faces -> Mood -> Cue -> Background.
+"""The plain values that flow between stages: Frame -> Faces -> Mood -> Cue -> Background,
+and what the daemon tells its parts: a LiveSample per processed frame, a ControlEvent per
+show-control message.
 
 Each stage takes and returns these, so every stage can be tested alone and the
 daemon only wires them together. A backend's quirks end at its adapter: every
@@ -7,6 +9,7 @@ perception backend returns :class:`Faces`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,3 +237,33 @@ class Background:
     id: int = 0
     note: str = ""  # e.g. why the procedural generator stood in
     info: dict = field(default_factory=dict)  # generator details, e.g. ComfyUI's server, prompt id and timings
+
+
+@dataclass(frozen=True)
+class LiveSample:
+    """One processed frame, as the daemon tells its parts (``Part.on_live``): the live mood,
+    its colour, the faces it came from and the frame (kept in memory only; nothing writes
+    it unless the operator turned frame storage on)."""
+
+    mood: Mood
+    colour: Colour
+    faces: Faces
+    frame: Frame | None = None
+    wall_time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class ControlEvent:
+    """One show-control message and what came of it (``Part.on_control``). ``args`` are JSON
+    values (see ``osc.osc_json``); ``message`` says what was done, or what was wrong."""
+
+    address: str
+    args: tuple
+    sender: str
+    accepted: bool
+    message: str
+    wall_time: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "args": plain(list(self.args)), "sender": self.sender,
+                "accepted": bool(self.accepted), "message": self.message, "wall_time": self.wall_time}

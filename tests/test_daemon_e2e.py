@@ -76,7 +76,9 @@ def test_smiling_crowd_becomes_joy_cues_over_udp(tmp_path, smiling_folder, recei
     proc = start_daemon(tmp_path, "--source", smiling_folder, "--target", receiver.target, "--control-port", port,
                         "--window", 2, "--seconds", 9, "--log", tmp_path / "show.db")
     try:
-        receiver.wait_for("/pcp/cue/source", lambda m: m.args[0] == "audience", timeout_s=40)
+        # a whole audience cue: its last message (/hex) has arrived, not only /source
+        receiver.wait_for("/pcp/cue/hex", lambda m: any(c.get("source") == "audience" and "hex" in c for c in receiver.cues()),
+                          timeout_s=40)
         cue = [c for c in receiver.cues() if c.get("source") == "audience"][0]
         assert cue["emotion"] == "joy", cue
         assert cue["faces"] == 3

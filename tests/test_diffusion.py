@@ -308,7 +308,8 @@ def test_slow_generation_never_delays_the_daemons_cues(tiny_model, receiver):
     finally:
         daemon.stop()
         # a diffusion step cannot be interrupted: let the one in progress end before torch is torn down
-        assert daemon.generator_worker.wait_idle(300)
+        worker = next(p for p in daemon.parts if p.role == "generator")
+        assert worker.wait_idle(300)
 
     cues = receiver.cues()
     window_cues = cues[1:8]  # after the start cue

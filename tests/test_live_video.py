@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from heard import Heard
 from oscutil import OscReceiver
 from pcp_bench.live import counted, pan_video, score_frame, slow_pictures, window
 from pcp_osc.config import ConfigError, PerceptionConfig, config_from_dict, load_config
@@ -121,17 +122,19 @@ def test_a_slow_folder_source_is_searched_whole_on_every_picture(tmp_path):
         "log": {"enabled": False}, "generator": {"kind": "off"},
     })
     daemon = Daemon(cfg)
-    seen: dict[int, object] = {}
-    daemon.subscribe("live", lambda mood, faces, frame: seen.setdefault(frame.index, faces))
+    heard = daemon.parts.add(Heard())
     daemon.start()
     try:
         deadline = time.monotonic() + 120
-        while len(seen) < len(keep) and time.monotonic() < deadline:
+        while len({s.frame.index for s in heard.live}) < len(keep) and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.3)
     finally:
         daemon.stop()
         rx.close()
+    seen: dict[int, object] = {}
+    for s in heard.live:
+        seen.setdefault(s.frame.index, s.faces)
     assert sorted(seen) == list(range(len(keep))), "every picture was processed"
     counts = rx.values("/pcp/live/faces")
     assert len(counts) == len(keep), counts

@@ -16,6 +16,7 @@ import time
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from heard import Heard
 from oscutil import send_osc
 from pcp_osc.capture import BrowserSource
 from pcp_osc.config import config_from_dict
@@ -170,8 +171,7 @@ def test_a_bundle_of_pings_is_not_reflected(receiver):
 
 def test_every_osc_argument_type_is_recorded_as_json(receiver, tmp_path):
     d = make_daemon(receiver, tmp_path)
-    events = []
-    d.subscribe("control", events.append)
+    events = d.parts.add(Heard()).controls
     ctl = udp_client()
     port = d.control_server.port
     unix = 1_700_000_000.5

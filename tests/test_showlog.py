@@ -20,8 +20,8 @@ import pytest
 
 from pcp_osc.emotions import EMOTIONS
 from pcp_osc.showlog import MIGRATIONS, SCHEMA_VERSION, ShowLog, ShowLogError, connect, default_log_path
-from pcp_bench.showsim import SimControl, background_image, colour_for, write_show
-from pcp_osc.types import Background, Cue, Frame, Mood
+from pcp_bench.showsim import background_image, colour_for, write_show
+from pcp_osc.types import Background, ControlEvent, Cue, Frame, Mood
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,8 +38,8 @@ def test_cues_controls_markers_backgrounds_land_in_the_file(tmp_path: Path) -> N
     path = tmp_path / "show.db"
     log = ShowLog(path, live_sample_hz=2.0)
     log.log_cue(make_cue(1, "sadness"))
-    log.log_control(SimControl("/pcp/marker", ("Song A",), "10.0.0.5", True, "marker 'Song A'", 100.0))
-    log.log_control(SimControl("/pcp/intent", ("euphoria",), "10.0.0.77", False, "unknown emotion", 101.0))
+    log.log_control(ControlEvent("/pcp/marker", ("Song A",), "10.0.0.5", True, "marker 'Song A'", 100.0))
+    log.log_control(ControlEvent("/pcp/intent", ("euphoria",), "10.0.0.77", False, "unknown emotion", 101.0))
     bg = Background(background_image(colour_for(0, 1.0), 640, 360), "a warm stage", 42, 0.5, "procedural", cue_id=1, id=3)
     log.log_background(bg, file="/tmp/bg-3.png")
     mood = make_cue(0).mood
@@ -227,17 +227,18 @@ def test_default_file_name_is_one_per_show() -> None:
     assert p == Path("shows/show-20250621-193005.db")
 
 
-def test_attach_logs_a_daemons_events(tmp_path: Path) -> None:
+def test_the_assembled_show_logs_the_daemons_events(tmp_path: Path) -> None:
     from pcp_osc.config import Config
-    from pcp_osc.daemon import Daemon
+    from pcp_osc.show import assemble
 
     cfg = Config()
     cfg.osc.control_port = 0
     cfg.osc.target = "127.0.0.1:9"  # discard port: nobody listens in this test
     cfg.mood.window_s = 1.0
-    daemon = Daemon(cfg, source="demo", perception=False)
-    log = ShowLog(tmp_path / "daemon.db")
-    log.attach(daemon)
+    cfg.generator.kind = "off"
+    cfg.log.path = str(tmp_path / "daemon.db")
+    daemon = assemble(cfg, source="demo", perception=False)
+    assert [p.role for p in daemon.parts] == ["showlog"]
     daemon.start()
     try:
         daemon.control("/pcp/marker", ["Song B"], sender="test")

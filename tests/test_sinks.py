@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from oscutil import OscReceiver
 from pcp_osc.config import ConfigError, SinksConfig
+from pcp_osc.osc import OscStream
 from pcp_osc.sinks import (
     FileSink,
     NdiSink,
@@ -61,23 +63,24 @@ def split_red_blue(w=64, h=48) -> np.ndarray:
     return img
 
 
-class Recorder:
-    """osc_send stand-in for the daemon's OscOut.send: records (address, args)."""
+def stream_to(rx: OscReceiver, on_path=None) -> OscStream:
+    """The daemon's real OscStream, sending to a real receiver on loopback; ``on_path(path)``
+    runs at the moment /pcp/background/path is sent."""
 
-    def __init__(self, on_call=None):
-        self.calls: list[tuple[str, tuple]] = []
-        self.on_call = on_call
-        self._lock = threading.Lock()
+    class Checked(OscStream):
+        def background_path(self, path: str) -> None:
+            if on_path:
+                on_path(path)
+            super().background_path(path)
 
-    def __call__(self, address, *args):
-        if self.on_call:
-            self.on_call(address, args)
-        with self._lock:
-            self.calls.append((address, args))
+    return Checked([("127.0.0.1", rx.port)])
 
-    def addresses(self):
-        return [a for a, _ in self.calls]
 
+@pytest.fixture()
+def osc_rx():
+    rx = OscReceiver()
+    yield rx
+    rx.close()
 
 def wait_until(cond, timeout_s=10.0):
     deadline = time.monotonic() + timeout_s
@@ -91,18 +94,16 @@ def wait_until(cond, timeout_s=10.0):
 # --------------------------------------------------------------------------- file sink
 
 
-def test_file_sink_writes_pictures_and_names_them_over_osc_after_they_are_complete(tmp_path):
+def test_file_sink_writes_pictures_and_names_them_over_osc_after_they_are_complete(tmp_path, osc_rx):
     checked = []
 
-    def on_call(address, args):
+    def on_path(path):
         # At the moment the path goes out, the file must already be whole.
-        if address == "/pcp/background/path":
-            with Image.open(args[0]) as im:
-                im.load()
-                checked.append((args[0], im.size))
+        with Image.open(path) as im:
+            im.load()
+            checked.append((path, im.size))
 
-    osc = Recorder(on_call)
-    sink = FileSink("t", folder=tmp_path, image_format="png", keep=3, osc_send=osc)
+    sink = FileSink("t", folder=tmp_path, image_format="png", keep=3, stream=stream_to(osc_rx, on_path))
     sink.start()
     try:
         for i in range(1, 6):
@@ -115,6 +116,8 @@ def test_file_sink_writes_pictures_and_names_them_over_osc_after_they_are_comple
     assert len(files) == 3, files  # only the newest `keep`
     assert files[-1].startswith("bg-000005-")
     assert [c[1] for c in checked] == [(64, 48)] * 5
+    osc_rx.wait_for("/pcp/background/path", lambda m: m.args == [checked[-1][0]])
+    assert [m.args[0] for m in osc_rx.all("/pcp/background/path")] == [c[0] for c in checked]
     latest = np.asarray(Image.open(tmp_path / "latest.png").convert("RGB"))
     assert tuple(latest[10, 10]) == (50, 100, 200)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp files left behind"
@@ -257,13 +260,13 @@ def unique_name(tag: str) -> str:
     return f"pcp-test-{tag}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def test_ndi_sink_publishes_a_background_that_a_receiver_gets_pixel_for_pixel():
+def test_ndi_sink_publishes_a_background_that_a_receiver_gets_pixel_for_pixel(osc_rx):
     from ndi_helpers import NdiTestReceiver
 
     name = unique_name("px")
-    osc = Recorder()
-    sink = NdiSink(name, fps=30, crossfade_s=0.0, extra_ips=["127.0.0.1"], osc_send=osc)
-    group = SinkGroup([sink], osc_send=osc)
+    osc = stream_to(osc_rx)
+    sink = NdiSink(name, fps=30, crossfade_s=0.0, extra_ips=["127.0.0.1"], stream=osc)
+    group = SinkGroup([sink], stream=osc)
     group.start()
     try:
         group.send(background(split_red_blue(), 1))
@@ -285,8 +288,9 @@ def test_ndi_sink_publishes_a_background_that_a_receiver_gets_pixel_for_pixel():
     finally:
         group.stop()
     assert sink.frames_sent >= 30
-    assert ("/pcp/background/sender", (name,)) in osc.calls
-    assert [a for a in osc.calls if a[0] == "/pcp/background/id"] == [("/pcp/background/id", (1,)), ("/pcp/background/id", (2,))]
+    osc_rx.wait_for("/pcp/background/sender", lambda m: m.args == [name])
+    osc_rx.wait_for("/pcp/background/id", lambda m: m.args == [2])
+    assert [m.args for m in osc_rx.all("/pcp/background/id")] == [[1], [2]]
 
 
 def test_ndi_sink_crossfades_between_backgrounds():
@@ -376,10 +380,9 @@ def install_fake_syphon(monkeypatch):
     return log
 
 
-def test_syphon_adapter_publishes_the_picture_as_a_metal_texture_STAND_IN(monkeypatch):
+def test_syphon_adapter_publishes_the_picture_as_a_metal_texture_STAND_IN(monkeypatch, osc_rx):
     log = install_fake_syphon(monkeypatch)
-    osc = Recorder()
-    sinks = make_sinks(SinksConfig(kinds=["syphon"], name="Stage", stream_fps=60), osc_send=osc, crossfade_s=0)
+    sinks = make_sinks(SinksConfig(kinds=["syphon"], name="Stage", stream_fps=60), stream=stream_to(osc_rx), crossfade_s=0)
     assert [type(s) for s in sinks] == [SyphonSink]
     sink = sinks[0]
     sink.start()
@@ -393,7 +396,7 @@ def test_syphon_adapter_publishes_the_picture_as_a_metal_texture_STAND_IN(monkey
     assert np.array_equal(published[-1], expected)  # RGBA, top row first, nothing lost
     assert ("run_loop",) in log  # headless discovery is serviced
     assert log[-1] == ("stop",)
-    assert ("/pcp/background/sender", ("Stage",)) in osc.calls
+    osc_rx.wait_for("/pcp/background/sender", lambda m: m.args == ["Stage"])
 
 
 def install_fake_spout(monkeypatch, create_opengl_ok=True):

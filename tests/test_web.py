@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from _browser import launch, screenshot_path
+from heard import Heard
 from pcp_osc.config import Config
 from pcp_osc.daemon import Daemon
 from pcp_osc.emotions import EMOTIONS
@@ -51,15 +52,11 @@ def running_show(source: str = "demo", host: str = "127.0.0.1", token: str = "",
     cfg.web.bind = f"{host}:{free_port()}"
     cfg.web.token = token
     daemon = Daemon(cfg, source=source)
-    dash = WebDashboard(daemon, cfg.web)
-    daemon.add_part(dash)
-    cues: list = []
-    controls: list = []
-    daemon.subscribe("cue", cues.append)
-    daemon.subscribe("control", controls.append)
+    dash = daemon.parts.add(WebDashboard(daemon, cfg.web))
+    heard = daemon.parts.add(Heard())
     daemon.start()
     try:
-        yield daemon, dash, cues, controls
+        yield daemon, dash, heard.cues, heard.controls
     finally:
         daemon.stop()
 
@@ -237,8 +234,7 @@ def test_https_with_the_configured_certificate(tmp_path) -> None:
     cfg.web.bind = f"127.0.0.1:{free_port()}"
     cfg.web.tls_cert, cfg.web.tls_key = str(tmp_path / "c.pem"), str(tmp_path / "k.pem")
     daemon = Daemon(cfg, source="browser", perception=False)
-    dash = WebDashboard(daemon, cfg.web)
-    daemon.add_part(dash)
+    dash = daemon.parts.add(WebDashboard(daemon, cfg.web))
     daemon.start()
     try:
         assert dash.url.startswith("https://")

@@ -28,6 +28,7 @@ import psutil
 import pytest
 
 from _browser import launch
+from heard import Heard
 from pcp_osc.config import Config, ConfigError, config_from_dict
 from pcp_osc.daemon import Daemon
 from pcp_osc.emotions import EMOTIONS
@@ -264,13 +265,11 @@ def dashboard(source: str = "browser", allowed_senders: list[str] | None = None,
     for k, v in web.items():
         setattr(cfg.web, k, v)
     daemon = Daemon(cfg, source=source, perception=source != "browser")
-    dash = WebDashboard(daemon, cfg.web)
-    daemon.add_part(dash)
-    controls: list = []
-    daemon.subscribe("control", controls.append)
+    dash = daemon.parts.add(WebDashboard(daemon, cfg.web))
+    heard = daemon.parts.add(Heard())
     daemon.start()
     try:
-        yield daemon, dash, controls
+        yield daemon, dash, heard.controls
     finally:
         daemon.stop()
 

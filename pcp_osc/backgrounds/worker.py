@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..latest import Latest
+from ..parts import BasePart
 from ..types import Background, Cue
 
 log = logging.getLogger("pcp_osc.backgrounds")
@@ -35,14 +36,18 @@ class _Request:
     reason: str  # "cue" | "generate"
 
 
-class BackgroundWorker:
-    """Runs one generator on its own thread; ``submit`` never blocks.
+class BackgroundWorker(BasePart):
+    """Runs one generator on its own thread; ``submit`` never blocks. A part of the show:
+    each cue (``on_cue``) is submitted when ``every_cue``, else only remembered for
+    /pcp/generate (``generate_now``).
 
     on_background(bg): called on the worker thread with each finished background.
     on_status(text): called on the worker thread with "generator-failed: <why>"
     when a generation fails (the fallback made that background) and "ok" at the
     first success after a failure. Both must not block for long.
     """
+
+    role = "generator"
 
     def __init__(
         self,
@@ -51,14 +56,16 @@ class BackgroundWorker:
         fallback=None,
         on_status: Callable[[str], None] | None = None,
         nice: int = WORKER_NICE,
+        every_cue: bool = True,
     ) -> None:
         from .procedural import ProceduralGenerator
 
         self.generator = generator
         self.fallback = fallback if fallback is not None else ProceduralGenerator(getattr(generator, "cfg", None))
-        self.on_background = on_background
+        self._deliver = on_background  # the finished background goes here (show.assemble: to every part)
         self.on_status = on_status
         self.nice = nice
+        self.every_cue = every_cue
         self._cond = threading.Condition()  # the request slot's lock, also over the counters below
         self._requests: Latest[_Request] = Latest(self._cond)
         self._latest_cue: Cue | None = None
@@ -95,6 +102,13 @@ class BackgroundWorker:
             thread.join(timeout_s)
             if thread.is_alive():
                 log.warning("background generation still running after %.0f s; leaving it to finish", timeout_s)
+
+    def on_cue(self, cue: Cue) -> None:
+        if self.every_cue:
+            self.submit(cue)
+        else:
+            with self._cond:
+                self._latest_cue = cue
 
     def submit(self, cue: Cue, seed: int | None = None) -> None:
         """Ask for a background for this cue. Returns at once; replaces a waiting older request."""
@@ -161,9 +175,9 @@ class BackgroundWorker:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
-            if bg is not None and self.on_background is not None:
+            if bg is not None and self._deliver is not None:
                 try:
-                    self.on_background(bg)
+                    self._deliver(bg)
                 except Exception:  # a sink's bug must not end the worker
                     log.exception("background consumer failed")
 

@@ -7,8 +7,6 @@ import dataclasses
 import logging
 import signal
 import sys
-import threading
-import time
 
 from ..config import Config, ConfigError, config_from_dict, load_config
 
@@ -70,51 +68,6 @@ def config_with_overrides(args: argparse.Namespace) -> Config:
     return config_from_dict(data)
 
 
-class StatusLine:
-    """One refreshing console line: faces, live mood, last cue (every few seconds as a log line when not a terminal)."""
-
-    def __init__(self, daemon, stream=sys.stderr) -> None:
-        self.daemon = daemon
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="status-line", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        if self.tty:
-            self.stream.write("\n")
-
-    def text(self) -> str:
-        s = self.daemon.status()
-        live = s["live"]
-        cue = s["cue"]
-        shares = ""
-        if live:
-            top = sorted(live["shares"].items(), key=lambda kv: -kv[1])[:2]
-            shares = " ".join(f"{e} {v * 100:.0f}%" for e, v in top)
-        cue_txt = f"cue {cue['id']} {cue['emotion']} {cue['confidence'] * 100:.0f}% {cue['source']} {cue['hex']}" if cue else "no cue yet"
-        return (f"faces {s['faces']:2d} | live {shares or '-'} | {cue_txt} | next in {s['window_left_s']:.0f} s"
-                f" | {s['perception_ms']:.0f} ms/frame | {s['status']}")
-
-    def _loop(self) -> None:
-        period = 0.5 if self.tty else 15.0
-        while not self._stop.wait(period):
-            try:
-                line = self.text()
-            except Exception:
-                continue
-            if self.tty:
-                self.stream.write("\r\033[K" + line[: 200])
-                self.stream.flush()
-            else:
-                log.info(line)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_with_overrides(args)
@@ -133,9 +86,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # SIGTERM (systemd, a show-control script) stops as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
-    status = None if args.quiet else StatusLine(daemon)
-    if status:
-        daemon.add_part(status)
     try:
         daemon.run_for(args.seconds)
     except OSError as e:  # e.g. the control port is taken

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from ..emotions import EMOTIONS
+from ..osc import CONTROL_NAMES
 from ..showlog import connect, schema_version
 
-# Show-control addresses the report lists as interventions (markers are the setlist; pings are noise).
-INTERVENTIONS = ("intent", "override", "release", "window", "blend", "generate")
+# Show-control messages the report lists as interventions (markers are the setlist; pings are noise).
+INTERVENTIONS = tuple(name for name in CONTROL_NAMES if name not in ("marker", "ping"))
 
 
 @dataclass

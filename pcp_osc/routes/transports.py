@@ -17,6 +17,7 @@ from pythonosc.osc_tcp_server import MODE_1_0, MODE_1_1
 from pythonosc.tcp_client import TCPClient
 
 from ..config import RouteConfig
+from ..parts import BasePart
 from ..types import Cue
 from .presets import Route, compile_route, compile_routes
 
@@ -140,11 +141,13 @@ class _RouteWorker:
         self._thread.join(TCP_CONNECT_TIMEOUT_S + 2)
 
 
-class RouteSender:
+class RouteSender(BasePart):
     """Fans each cue out to every route; ``send`` only queues (never blocks the cue path).
 
-    A daemon part: ``start()`` / ``stop()``. ``on_sent(route, cue)`` is called on the
+    A part of the show: ``start()`` / ``stop()``, each cue through ``on_cue``. ``on_sent(route, cue)`` is called on the
     route's thread after its packets left (for counters and benchmarks)."""
+
+    role = "routes"
 
     def __init__(self, routes: Iterable[Route | RouteConfig], on_sent: Callable[[Route, Cue], None] | None = None) -> None:
         # Route configs are checked here, so a bad one stops start-up with its message.
@@ -167,6 +170,9 @@ class RouteSender:
     def send(self, cue: Cue) -> None:
         for w in self._workers:
             w.put(cue)
+
+    def on_cue(self, cue: Cue) -> None:
+        self.send(cue)
 
     def stop(self) -> None:
         if self._started:

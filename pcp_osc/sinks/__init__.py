@@ -1,11 +1,9 @@
 """Texture sinks: where generated backgrounds leave the daemon.
 
-    sinks = make_sinks(cfg.sinks, osc_send=daemon.osc.send, crossfade_s=cfg.generator.crossfade_s)
-    group = SinkGroup(sinks, osc_send=daemon.osc.send)
-    daemon.add_part(group)                      # start()/stop() with the daemon
-    daemon.subscribe("background", group.send)  # never blocks the caller
+    sinks = make_sinks(cfg.sinks, stream=stream, crossfade_s=cfg.generator.crossfade_s)
+    group = SinkGroup(sinks, stream=stream)     # a part of the show: on_background never blocks
 
-or simply ``attach_sinks(daemon)``. Kinds: ``ndi`` (everywhere, cyndilib),
+(``show.assemble`` does this; ``stream`` is the daemon's OscStream). Kinds: ``ndi`` (everywhere, cyndilib),
 ``syphon`` (macOS), ``spout`` (Windows), ``file`` (everywhere). With no kinds
 configured, only what stays on this machine and was asked for: Syphon on macOS,
 Spout on Windows, and ``file`` when ``sinks.file_dir`` names a folder; never NDI,
@@ -21,9 +19,11 @@ import logging
 import sys
 from typing import Any, Iterable
 
-from ..config import ConfigError, SinksConfig
+from ..config import Config, ConfigError, SinksConfig
+from ..osc import OscStream
+from ..parts import BasePart
 from ..types import Background
-from .base import OscSend, Sink, SinkUnavailable, StreamingSink
+from .base import Sink, SinkUnavailable, StreamingSink
 from .file import FileSink
 from .ndi import NdiSink
 from .spout import SpoutSink
@@ -37,7 +37,7 @@ LIBRARIES = {"ndi": "cyndilib", "syphon": "syphon-python (macOS)", "spout": "Spo
 
 __all__ = [
     "Sink", "StreamingSink", "SinkUnavailable", "FileSink", "NdiSink", "SyphonSink", "SpoutSink", "SinkGroup",
-    "make_sinks", "default_kinds", "sinks_available", "parse_sink_arg", "apply_sink_args", "attach_sinks",
+    "make_sinks", "default_kinds", "sinks_available", "parse_sink_arg", "apply_sink_args", "sink_group",
     "SINK_KINDS",
 ]
 
@@ -74,8 +74,7 @@ def check_kinds(kinds: Iterable[str], where: str = "sinks.kinds") -> list[str]:
 def make_sinks(
     sinks_cfg: SinksConfig,
     *,
-    osc_send: OscSend | None = None,
-    prefix: str = "/pcp",
+    stream: OscStream | None = None,
     crossfade_s: float = 2.0,
 ) -> list[Sink]:
     """Build the configured sinks (not started). Sinks this machine cannot run are left
@@ -95,17 +94,17 @@ def make_sinks(
             log.warning("%s sink: %s", kind, reason)
             continue
         name = sinks_cfg.names.get(kind) or sinks_cfg.name
-        common: dict[str, Any] = {"osc_send": osc_send, "prefix": prefix}
+        common: dict[str, Any] = {"stream": stream}
         if kind == "file":
             sinks.append(
                 FileSink(name, folder=sinks_cfg.file_dir or None, image_format=sinks_cfg.file_format, keep=sinks_cfg.file_keep, **common)
             )
             continue
-        stream = dict(common, fps=sinks_cfg.stream_fps, crossfade_s=crossfade_s)
+        streaming = dict(common, fps=sinks_cfg.stream_fps, crossfade_s=crossfade_s)
         if kind == "ndi":
-            sinks.append(NdiSink(name, extra_ips=sinks_cfg.ndi_extra_ips, **stream))
+            sinks.append(NdiSink(name, extra_ips=sinks_cfg.ndi_extra_ips, **streaming))
         else:
-            sinks.append(SINK_CLASSES[kind](name, **stream))
+            sinks.append(SINK_CLASSES[kind](name, **streaming))
     if not sinks:
         log.warning("no texture sink can run on this machine (%s): backgrounds stay inside the daemon", platform_word())
     return sinks
@@ -157,15 +156,16 @@ def apply_sink_args(sinks_cfg: SinksConfig, args: Iterable[str]) -> SinksConfig:
     return dataclasses.replace(sinks_cfg, kinds=check_kinds(k for k, _ in parsed), names=names, file_dir=file_dir)
 
 
-class SinkGroup:
-    """The daemon's one part for all sinks: starts and stops them, fans each background
-    out (never blocking), and sends ``/pcp/background/id`` once per background, when
+class SinkGroup(BasePart):
+    """The show's one part for all sinks: starts and stops them, fans each background
+    out (never blocking), and announces ``/pcp/background/id`` once per background, when
     the first sink has it out."""
 
-    def __init__(self, sinks: list[Sink], *, osc_send: OscSend | None = None, prefix: str = "/pcp") -> None:
+    role = "sinks"
+
+    def __init__(self, sinks: list[Sink], *, stream: OscStream | None = None) -> None:
         self.sinks = list(sinks)
-        self.osc_send = osc_send
-        self.prefix = prefix
+        self.stream = stream
         self._announced: int | None = None
         for s in self.sinks:
             s.on_published = self._on_published
@@ -183,6 +183,9 @@ class SinkGroup:
             if not s.failed:
                 s.send(background)
 
+    def on_background(self, background: Background) -> None:
+        self.send(background)
+
     def stop(self) -> None:
         for s in self.sinks:
             s.stop()
@@ -191,22 +194,16 @@ class SinkGroup:
         return [s.describe() for s in self.sinks]
 
     def _on_published(self, sink: Sink, bg: Background) -> None:
-        if self.osc_send is None or self._announced == bg.id:
+        if self.stream is None or self._announced == bg.id:
             return
         self._announced = bg.id  # races between sink threads at worst send the id twice
         try:
-            self.osc_send(self.prefix + "/background/id", int(bg.id))
+            self.stream.background_id(bg.id)
         except Exception as e:
-            log.warning("could not send /background/id: %s", e)
+            log.warning("could not announce background %d over OSC: %s", bg.id, e)
 
 
-def attach_sinks(daemon: Any, sink_args: Iterable[str] = ()) -> SinkGroup:
-    """Wire the configured sinks (plus ``--sink`` arguments) into a daemon: the lead's hook."""
-    cfg = daemon.config
+def sink_group(cfg: Config, stream: OscStream | None, sink_args: Iterable[str] = ()) -> SinkGroup:
+    """The configured sinks (plus ``--sink`` arguments) as one part, announcing over ``stream``."""
     sinks_cfg = apply_sink_args(cfg.sinks, sink_args)
-    prefix = cfg.osc.prefix
-    sinks = make_sinks(sinks_cfg, osc_send=daemon.osc.send, prefix=prefix, crossfade_s=cfg.generator.crossfade_s)
-    group = SinkGroup(sinks, osc_send=daemon.osc.send, prefix=prefix)
-    daemon.add_part(group)
-    daemon.subscribe("background", group.send)
-    return group
+    return SinkGroup(make_sinks(sinks_cfg, stream=stream, crossfade_s=cfg.generator.crossfade_s), stream=stream)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..backgrounds.crossfade import Crossfader
 from ..latest import Latest
+from ..osc import OscStream
 from ..types import Background
 
 log = logging.getLogger("pcp_osc.sinks")
@@ -34,7 +35,6 @@ log = logging.getLogger("pcp_osc.sinks")
 OPEN_TIMEOUT_S = 10.0  # how long start() waits for a library to open its sender
 STOP_TIMEOUT_S = 5.0
 
-OscSend = Callable[..., Any]  # osc_send(address, *args), e.g. Daemon.osc.send
 
 
 class SinkUnavailable(RuntimeError):
@@ -67,10 +67,9 @@ class Sink:
 
     kind = "sink"
 
-    def __init__(self, name: str, *, osc_send: OscSend | None = None, prefix: str = "/pcp") -> None:
+    def __init__(self, name: str, *, stream: OscStream | None = None) -> None:
         self.name = name
-        self.osc_send = osc_send
-        self.prefix = prefix
+        self.stream = stream  # announces the sender and backgrounds (/pcp/background/...)
         self.published = 0  # backgrounds this sink has put out
         self.skipped = 0  # backgrounds replaced before the sink got to them
         self.errors = 0
@@ -168,13 +167,13 @@ class Sink:
             except Exception as e:
                 log.warning("background listener failed: %s", e)
 
-    def _osc(self, address: str, *args: Any) -> None:
-        if self.osc_send is None:
+    def _osc(self, what: str, send: Callable[[OscStream], None]) -> None:
+        if self.stream is None:
             return
         try:
-            self.osc_send(self.prefix + address, *args)
+            send(self.stream)
         except Exception as e:  # OSC is best effort: the picture is already out
-            log.warning("%s sink %r could not send %s: %s", self.kind, self.name, address, e)
+            log.warning("%s sink %r could not announce its %s: %s", self.kind, self.name, what, e)
 
     # ------------------------------------------------------------------ for subclasses
 
@@ -203,13 +202,12 @@ class StreamingSink(Sink):
         self,
         name: str,
         *,
-        osc_send: OscSend | None = None,
-        prefix: str = "/pcp",
+        stream: OscStream | None = None,
         fps: float = 30.0,
         crossfade_s: float = 2.0,
         crossfader: Any = None,
     ) -> None:
-        super().__init__(name, osc_send=osc_send, prefix=prefix)
+        super().__init__(name, stream=stream)
         if not fps > 0:
             raise ValueError(f"{self.kind} sink frame rate must be > 0, got {fps}")
         self.fps = float(fps)
@@ -269,7 +267,7 @@ class StreamingSink(Sink):
         return self._current
 
     def _announce(self, bg: Background) -> None:
-        self._osc("/background/sender", self.sender_name)
+        self._osc("sender name", lambda s: s.background_sender(self.sender_name))
         self._published(bg)
 
     @property

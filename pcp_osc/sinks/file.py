@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..osc import OscStream
 from ..types import Background
 from .base import Sink
 
@@ -41,10 +42,9 @@ class FileSink(Sink):
         folder: str | os.PathLike | None = None,
         image_format: str = "png",
         keep: int = 10,
-        osc_send=None,
-        prefix: str = "/pcp",
+        stream: OscStream | None = None,
     ) -> None:
-        super().__init__(name, osc_send=osc_send, prefix=prefix)
+        super().__init__(name, stream=stream)
         if image_format not in ("png", "jpg"):
             raise ValueError(f"file sink format {image_format!r} is not allowed; choose png or jpg")
         if keep < 1:
@@ -91,7 +91,7 @@ class FileSink(Sink):
         self._update_latest(final, data)
         self.last_path = final
         self._prune()
-        self._osc("/background/path", str(final))
+        self._osc("file", lambda s: s.background_path(str(final)))
 
     def _update_latest(self, final: Path, data: bytes) -> None:
         tmp = self.folder / f".latest-{os.getpid()}.tmp"

@@ -49,15 +49,20 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..config import parse_hostport
 from ..emotions import EMOTIONS
 from ..console import shown
-from ..osc import AllowList, osc_json
+from ..osc import AllowList
+from ..parts import BasePart
+from ..types import Background, ControlEvent, Cue, LiveSample
 from .preview import FrameTooLarge, decode_frame, render_background, render_preview
+
+if TYPE_CHECKING:
+    from ..daemon import Daemon
 
 log = logging.getLogger("pcp_osc.web")
 
@@ -66,7 +71,6 @@ LIVE_PUSH_HZ = 5.0
 STATUS_PUSH_S = 1.0
 CLIENT_QUEUE_EVENTS = 256  # a browser this far behind is dropped (it reconnects and gets a fresh state)
 KEEPALIVE_S = 15.0
-CONTROL_NAMES = ("intent", "override", "release", "generate", "marker", "window", "blend", "ping")
 MAX_CONTROL_BYTES = 16_384  # a control is a few dozen bytes of JSON
 MAX_CONTROL_ARGS = 16
 MAX_CONTROL_TEXT = 1_000  # characters in one string argument (a marker's name)
@@ -92,24 +96,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _audience_region(daemon: Any):
+def _audience_region(daemon: Daemon):
     """The audience region of the daemon's perception config (None: the whole picture)."""
-    perception = getattr(getattr(daemon, "config", None), "perception", None)
-    if perception is None:
-        return None
     from ..perception import PerceptionError
     from ..perception.region import AudienceRegion
 
     try:
-        return AudienceRegion.from_config(perception)
+        return AudienceRegion.from_config(daemon.config.perception)
     except PerceptionError:
         return None  # perception reports it (and refuses to start); the preview shows the whole picture
 
 
-class WebDashboard:
-    """A daemon part: ``start()`` binds and serves on its own thread, ``stop()`` ends it."""
+class WebDashboard(BasePart):
+    """A part of the show: ``start()`` binds and serves on its own thread, ``stop()`` ends it;
+    the hooks hand cues, live samples, control events and backgrounds to the browsers."""
 
-    def __init__(self, daemon: Any, web_cfg: Any, *, bind: str | None = None) -> None:
+    role = "web"
+
+    def __init__(self, daemon: Daemon, web_cfg: Any, *, bind: str | None = None) -> None:
         self.daemon = daemon
         self.cfg = web_cfg
         self.host, self.port = parse_hostport(bind or web_cfg.bind)
@@ -138,9 +142,8 @@ class WebDashboard:
         self._latest_bg: Any = None
         self._preview_cache: tuple[Any, bytes] | None = None
         self._bg_cache: tuple[Any, bytes] | None = None
-        self._subscribed = False
-        palette = getattr(getattr(daemon, "config", None), "palette", None)
-        self.colours = {e: getattr(palette, e) for e in EMOTIONS} if palette is not None else {}
+        palette = daemon.config.palette
+        self.colours = {e: getattr(palette, e) for e in EMOTIONS}
         self.region = _audience_region(daemon)  # drawn on the preview
 
     # ------------------------------------------------------------------ life cycle
@@ -171,13 +174,6 @@ class WebDashboard:
         return self.url + path + (f"?token={self.token}" if self.token_required else "")
 
     def start(self) -> None:
-        if not self._subscribed:
-            d = self.daemon
-            d.subscribe("cue", self._on_cue)
-            d.subscribe("live", self._on_live)
-            d.subscribe("control", self._on_control)
-            d.subscribe("background", self._on_background)
-            self._subscribed = True
         self._thread = threading.Thread(target=self._serve, name="pcp-web", daemon=True)
         self._thread.start()
         self._ready.wait(15.0)
@@ -253,22 +249,20 @@ class WebDashboard:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    # ------------------------------------------------------------------ daemon events (daemon threads: return at once)
+    # ------------------------------------------------------------------ the part's hooks (daemon threads: return at once)
 
-    def _on_cue(self, cue: Any) -> None:
+    def on_cue(self, cue: Cue) -> None:
         sent_ms = time.time() * 1000.0
         self._call(self._publish_cue, cue, sent_ms)
 
-    def _on_live(self, mood: Any, faces: Any, frame: Any) -> None:
-        self._latest_live = (mood, faces, frame)  # one reference swap; encoding happens when a browser asks
+    def on_live(self, sample: LiveSample) -> None:
+        # one reference swap; encoding happens when a browser asks
+        self._latest_live = (sample.mood, sample.faces, sample.frame)
 
-    def _on_control(self, event: Any) -> None:
-        self._call(self._broadcast, "control", {
-            "address": event.address, "args": osc_json(list(event.args)), "sender": event.sender,
-            "accepted": bool(event.accepted), "message": event.message, "wall_time": event.wall_time,
-        })
+    def on_control(self, event: ControlEvent) -> None:
+        self._call(self._broadcast, "control", event.to_json())
 
-    def _on_background(self, bg: Any) -> None:
+    def on_background(self, bg: Background) -> None:
         self._latest_bg = bg
         self._call(self._broadcast, "background", {
             "id": int(bg.id), "cue_id": int(bg.cue_id), "prompt": bg.prompt, "seed": int(bg.seed),
@@ -325,7 +319,7 @@ class WebDashboard:
         except Exception as e:  # status must never take the dashboard down
             st = {"status": f"status unavailable: {e}"}
         st["web"] = dict(self.counters, blur_default=bool(self.cfg.blur_faces), blur_enforced=self.blur_enforced,
-                         browser_camera=getattr(self.daemon, "browser_source", None) is not None,
+                         browser_camera=self.daemon.browser_source is not None,
                          token_required=self.token_required)
         st["colours"] = self.colours
         st["audience_region"] = None if self.region is None else (self.region.polygon_fractions() or self.region.label)
@@ -402,11 +396,7 @@ class WebDashboard:
     def _allow_list(self) -> AllowList:
         """osc.allowed_senders, for the page's controls when there is no token: the
         daemon's own list (resolved once at its start), so OSC and the page agree."""
-        existing = getattr(self.daemon, "allow_list", None)
-        if isinstance(existing, AllowList):
-            return existing
-        osc = getattr(getattr(self.daemon, "config", None), "osc", None)
-        return AllowList(getattr(osc, "allowed_senders", None) or [])
+        return self.daemon.allow_list
 
     def _page(self, name: str):
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -504,9 +494,8 @@ class WebDashboard:
         problem = _control_problem(address, args)
         if problem:
             return refuse(f"{problem}; {CONTROL_EXAMPLE}")
-        prefix = getattr(self.daemon, "prefix", "/pcp")
         if not address.startswith("/"):
-            address = f"{prefix}/{address}"
+            address = self.daemon.stream.control_address(address)
         sender = f"web:{request.remote or '?'}"
         loop = asyncio.get_running_loop()
         event = await loop.run_in_executor(None, self.daemon.control, address, args, sender)
@@ -519,7 +508,7 @@ class WebDashboard:
             self.counters["frames_refused"] += 1
             return web.json_response({"error": message}, status=status)
 
-        source = getattr(self.daemon, "browser_source", None)
+        source = self.daemon.browser_source
         if source is None:
             return refuse("this show's camera is not the browser: start pcp-osc with --source browser "
                           "(or capture.source = \"browser\") to use this page as the audience camera", 409)

@@ -37,6 +37,7 @@ import numpy as np
 
 from ...config import ComfyUIConfig, GeneratorConfig, PaletteConfig
 from ...emotions import EMOTIONS
+from ...parts import BasePart
 from ...types import Background, Cue
 from ..procedural import ProceduralGenerator, pick_seed, render
 from ..prompts import build_prompt
@@ -130,10 +131,12 @@ class _Server:
         }
 
 
-class ComfyPool:
-    """Backgrounds from one or more ComfyUI servers (see the module text)."""
+class ComfyPool(BasePart):
+    """Backgrounds from one or more ComfyUI servers (see the module text). A part of the show:
+    each cue (``on_cue``) is submitted when ``every_cue``, else only remembered for /pcp/generate."""
 
     name = "comfyui"
+    role = "generator"
 
     def __init__(
         self,
@@ -147,12 +150,14 @@ class ComfyPool:
         fallback=None,
         stand_in: bool = True,
         nice: int = WORKER_NICE,
+        every_cue: bool = True,
     ) -> None:
         self.cfg = gen_cfg
         self.comfy = comfy_cfg
         self.palette = palette_cfg
         self.workflow = workflow
-        self.on_background = on_background
+        self._deliver = on_background  # the finished background goes here (show.assemble: to every part)
+        self.every_cue = every_cue
         self.on_status = on_status
         self.progress: Callable[[str], None] | None = None
         self.fallback = fallback if fallback is not None else ProceduralGenerator(gen_cfg, palette_cfg)
@@ -223,6 +228,13 @@ class ComfyPool:
         self._cpu.shutdown(wait=False)
         for line in self.report_lines():
             log.info("%s", line)
+
+    def on_cue(self, cue: Cue) -> None:
+        if self.every_cue:
+            self.submit(cue)
+        else:
+            with self._lock:
+                self._latest_cue = cue
 
     def submit(self, cue: Cue, seed: int | None = None) -> None:
         """A background for this cue; returns at once (the cue path calls this)."""
@@ -696,14 +708,14 @@ class ComfyPool:
         self._update_status()
         if req.future is not None and not req.future.done():
             req.future.set_result(bg)
-        if self.on_background is not None:
+        if self._deliver is not None:
             self._out.submit(self._call_on_background, req, bg)
         else:
             self._finish(req)
 
     def _call_on_background(self, req: _Request, bg: Background) -> None:
         try:
-            self.on_background(bg)
+            self._deliver(bg)
         except Exception:  # a sink's bug must not end the pool
             log.exception("background consumer failed")
         finally:
