@@ -156,7 +156,7 @@ class ComfyPool(BasePart):
         self.comfy = comfy_cfg
         self.palette = palette_cfg
         self.workflow = workflow
-        self._deliver = on_background  # the finished background goes here (show.assemble: to every part)
+        self._hand_over = on_background  # the finished background goes here (show.assemble: to every part)
         self.every_cue = every_cue
         self.on_status = on_status
         self.progress: Callable[[str], None] | None = None
@@ -708,14 +708,14 @@ class ComfyPool(BasePart):
         self._update_status()
         if req.future is not None and not req.future.done():
             req.future.set_result(bg)
-        if self._deliver is not None:
+        if self._hand_over is not None:
             self._out.submit(self._call_on_background, req, bg)
         else:
             self._finish(req)
 
     def _call_on_background(self, req: _Request, bg: Background) -> None:
         try:
-            self._deliver(bg)
+            self._hand_over(bg)
         except Exception:  # a sink's bug must not end the pool
             log.exception("background consumer failed")
         finally:
