@@ -130,3 +130,32 @@ def test_command_prints_the_table_and_rejects_a_missing_folder(tmp_path):
     bad = subprocess.run([*cmd[:5], str(tmp_path / "nowhere"), str(tmp_path / "o2")], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "nowhere" in bad.stderr and "not found" in bad.stderr
+
+
+@pytest.mark.parametrize("persons", [3, 4, 5])
+def test_three_or_more_persons_give_every_split_a_person(tmp_path, persons):
+    # With the default shares (0.8, 0.1, 0.1) a hash alone leaves val or test empty for a
+    # few persons -- which `pcp-osc train` then refuses; the converter moves a person there.
+    build_aihub(tmp_path / "src", persons=persons, photos_per_person=8, seed=persons)
+    report = convert(tmp_path / "src", tmp_path / "det", progress=False)
+    assert report.persons == {s: report.persons[s] for s in SPLITS} and all(report.persons[s] >= 1 for s in SPLITS), report.persons
+    assert sum(report.persons.values()) == persons and not report.warnings
+    by_split = {s: {person_id(p.name) for p in (tmp_path / "det" / "images" / s).iterdir()} for s in SPLITS}
+    assert all(by_split[s] for s in SPLITS)
+    assert sum(len(v) for v in by_split.values()) == persons  # still one split per person
+    hashed = {p: split_of(p, (0.8, 0.1, 0.1)) for v in by_split.values() for p in v}
+    for m in report.moved:  # every person not where the hash put it is reported as moved
+        assert hashed[m["person"]] == m["from"] and m["person"] in by_split[m["to"]]
+    assert sum(hashed[p] != s for s, v in by_split.items() for p in v) == len(report.moved)
+    assert report.moved  # with so few persons the hash alone does leave a split empty
+
+
+def test_too_few_persons_are_named_at_conversion_time(tmp_path):
+    build_aihub(tmp_path / "src", persons=2, photos_per_person=8, seed=2)
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "dataset", "aihub", str(tmp_path / "src"), str(tmp_path / "det"), "-q"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "warning: only 2 persons with a kept face, so the test split stays empty (--split 0.8,0.1,0.1)" in r.stdout
+    assert "add photos of more persons (at least 3)" in r.stdout and "--split 0.5,0.5,0" in r.stdout
+    # both persons are in train and val, so training can start
+    assert all(any((tmp_path / "det" / "images" / s).iterdir()) for s in ("train", "val"))

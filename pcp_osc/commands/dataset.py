@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         out = report.to_json()
         out.pop("split_of_person", None)
         print(json.dumps(out, ensure_ascii=False, indent=2))
+        for warning in report.warnings:
+            print(f"dataset aihub: warning: {warning}", file=sys.stderr)
     else:
         print(report.table())
         print(f"\nwrote {report.data_yaml} and {args.dst}/report.json")

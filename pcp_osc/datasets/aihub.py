@@ -27,7 +27,10 @@ How records become labels (all of it is counted in the report):
 - **Split by person**: the person id is the first ``_`` field of the file name
   (a hash per person in the release); a deterministic hash of it puts every
   photo of one person into the same split, so no face is seen in training and
-  scored in test.
+  scored in test. With as many persons as splits that have a share, no such
+  split is left empty: where the hash leaves one empty, the person of the
+  largest split whose hash lies nearest it moves there (the report says who).
+  With fewer persons the report says which split stays empty and what to change.
 """
 
 from __future__ import annotations
@@ -89,6 +92,41 @@ def split_of(person: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1
         if u < edge:
             return name
     return SPLITS[-1]
+
+
+def _hash_position(person: str) -> float:
+    return int.from_bytes(hashlib.sha256(person.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def assign_splits(persons, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+                  ) -> tuple[dict[str, str], list[dict[str, str]], list[str]]:
+    """Each person's split: :func:`split_of`, except that with at least as many persons as
+    splits with a share, no such split is left empty -- the person of the largest split
+    whose hash lies nearest the empty split's range moves there. With fewer persons, train
+    is filled first, then val (what `pcp-osc train` needs). Returns (person -> split, the
+    moves, the splits that stay empty)."""
+    split = {p: split_of(p, fractions) for p in sorted(persons)}
+    total = sum(fractions)
+    edges = np.cumsum([0.0, *(f / total for f in fractions)])
+    wanted = [s for s, f in zip(SPLITS, fractions) if f > 0]
+    moved: list[dict[str, str]] = []
+    for target in wanted:
+        counts = Counter(split.values())
+        if counts[target]:
+            continue
+        # a split with persons to spare, else (too few persons) one that matters less: train, then val, then test
+        donors = [d for d in wanted if counts[d] > 1] or \
+                 [d for d in wanted if counts[d] and SPLITS.index(d) > SPLITS.index(target)]
+        if not donors:
+            continue
+        donor = max(donors, key=lambda d: (counts[d], SPLITS.index(d)))
+        lo, hi = edges[SPLITS.index(target)], edges[SPLITS.index(target) + 1]
+        centre = (lo + hi) / 2
+        person = min((p for p, v in split.items() if v == donor), key=lambda p: (abs(_hash_position(p) - centre), p))
+        split[person] = target
+        moved.append({"person": person, "from": donor, "to": target})
+    counts = Counter(split.values())
+    return split, moved, [s for s in wanted if not counts[s]]
 
 
 def _vote(label: Any) -> int | None:
@@ -254,6 +292,8 @@ class ConversionReport:
     layout: str = "detect"
     data_yaml: str = ""
     split_of_person: dict[str, str] = field(default_factory=dict)
+    moved: list[dict[str, str]] = field(default_factory=list)  # persons moved so no split is empty
+    warnings: list[str] = field(default_factory=list)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -271,6 +311,8 @@ class ConversionReport:
             "layout": self.layout,
             "data_yaml": self.data_yaml,
             "split_of_person": self.split_of_person,
+            "moved_persons": self.moved,
+            "warnings": self.warnings,
         }
 
     def table(self) -> str:
@@ -288,6 +330,9 @@ class ConversionReport:
         for reason, n in sorted(self.dropped.items(), key=lambda kv: -kv[1]):
             lines.append(f"  dropped, {reason}: {n}")
         lines.append(f"boxes clipped to the image: {self.clipped}; ties settled by the uploader's label: {self.ties_broken_by_uploader}")
+        for m in self.moved:
+            lines.append(f"person {m['person'][:12]} moved from {m['from']} to {m['to']}, which would otherwise be empty")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
 
@@ -338,6 +383,7 @@ def convert(
     report.records = len(records)
     seen: set[str] = set()
     persons: dict[str, set[str]] = {s: set() for s in SPLITS}
+    accepted: list[tuple[str, Path, Decision, np.ndarray, str, tuple[int, int], str]] = []
     meter = Progress(len(records), "converting AI Hub records") if progress else None
     # one image file may hold several records only if the release repeats it; we keep the first
     for _json_path, record in records:
@@ -369,8 +415,24 @@ def convert(
         if box is None:
             report.drop(note)
             continue
-        person = person_id(name)
-        split = split_of(person, fractions)
+        accepted.append((name, image, decision, box, note, (width, height), person_id(name)))
+    if meter:
+        meter.close()
+    split_of_person, report.moved, empty = assign_splits({a[-1] for a in accepted}, fractions)
+    n_persons = len(split_of_person)
+    if empty and n_persons:
+        shares = ",".join(f"{f:g}" for f in fractions)
+        report.warnings.append(
+            f"only {n_persons} person{'s' if n_persons != 1 else ''} with a kept face, so the {' and '.join(empty)} "
+            f"split{'s stay' if len(empty) > 1 else ' stays'} empty (--split {shares}); `pcp-osc train` needs images "
+            f"in train and val: add photos of more persons (at least {sum(f > 0 for f in fractions)}), "
+            f"{_few_persons_advice(n_persons, fractions)}"
+        )
+    meter = Progress(len(accepted), "writing the data set") if progress else None
+    for name, image, decision, box, note, (width, height), person in accepted:
+        if meter:
+            meter.step()
+        split = split_of_person[person]
         if layout == "detect":
             _place(image, dst / "images" / split / name, copy)
             cx, cy = (box[0] + box[2]) / 2 / width, (box[1] + box[3]) / 2 / height
@@ -397,6 +459,13 @@ def convert(
     report.data_yaml = str(yaml_path)
     (dst / "report.json").write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=2), encoding="utf-8")
     return report
+
+
+def _few_persons_advice(n_persons: int, fractions: tuple[float, float, float]) -> str:
+    """What to change when there are fewer persons than splits with a share."""
+    if n_persons >= 2:
+        return "or give test no share so train and val get one each (--split 0.5,0.5,0)"
+    return "one person cannot fill both train and val"
 
 
 def _write_crop(image: Path, box: np.ndarray, out: Path, crop_px: int) -> bool:
