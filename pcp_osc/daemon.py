@@ -18,16 +18,18 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from .capture import BrowserSource, FrameSource, open_source
 from .config import Config
 from .emotions import EMOTIONS, UnknownEmotion, parse_emotion
 from .mood import WINDOW_MAX_S, WINDOW_MIN_S, MoodTracker
 from .console import RateLimitedReport, shown
-from .osc import CONTROL_NAMES, AllowList, ControlLimits, ControlServer, OscStream, TokenBucket, osc_json
+from .control import AllowList, ControlLimits, ControlServer, TokenBucket, osc_json
+from .osc import CONTROL_NAMES, OscStream
 from .palette import colour_for, live_colour
 from .parts import Parts, StatusBoard
+from .perception import Backend
 from .types import ControlEvent, Cue, Faces, Frame, LiveSample, Mood
 
 log = logging.getLogger("pcp_osc.daemon")
@@ -50,7 +52,7 @@ class Daemon:
         config: Config,
         *,
         source: FrameSource | str | None = None,
-        backend: Any = None,
+        backend: Backend | None = None,
         perception: bool = True,
         stream: OscStream | None = None,
         parts: Parts | None = None,
@@ -317,7 +319,7 @@ class Daemon:
         assert tuple(handlers) == CONTROL_NAMES, "osc.CONTROL_NAMES lists every handler, in order"
         return {self.stream.control_address(name): fn for name, fn in handlers.items()}
 
-    def _collapse_slot(self, address: str, sender: str) -> Any:
+    def _collapse_slot(self, address: str, sender: str) -> Hashable | None:
         """For a sender over its message rate: messages that only set state wait in one
         slot per kind (the newest replaces the older), so a storm ends in its latest
         state; pings share one slot per sender (one later pong answers them all)."""

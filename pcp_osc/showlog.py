@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .emotions import EMOTIONS
-from .osc import osc_json
+from .control import osc_json
 from .parts import BasePart
 from .types import Background, ControlEvent, Cue, LiveSample
 

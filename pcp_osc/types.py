@@ -255,7 +255,7 @@ class LiveSample:
 @dataclass(frozen=True)
 class ControlEvent:
     """One show-control message and what came of it (``Part.on_control``). ``args`` are JSON
-    values (see ``osc.osc_json``); ``message`` says what was done, or what was wrong."""
+    values (see ``control.osc_json``); ``message`` says what was done, or what was wrong."""
 
     address: str
     args: tuple

@@ -21,7 +21,7 @@ from oscutil import send_osc
 from pcp_osc.capture import BrowserSource
 from pcp_osc.config import config_from_dict
 from pcp_osc.daemon import Daemon
-from pcp_osc.osc import AllowList
+from pcp_osc.control import AllowList
 from pcp_osc.show import assemble
 
 

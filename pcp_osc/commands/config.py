@@ -32,7 +32,7 @@ def check_parts(cfg) -> None:
     """The start-up checks of the parts, without starting anything: route templates
     against their presets, sink kinds, the show-control allow list (host names resolved), and the
     ComfyUI workflow's bindings."""
-    from ..osc import AllowList
+    from ..control import AllowList
     from ..routes import compile_route
     from ..sinks import check_kinds
 

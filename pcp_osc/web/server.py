@@ -56,7 +56,7 @@ from aiohttp import web
 from ..config import parse_hostport
 from ..emotions import EMOTIONS
 from ..console import shown
-from ..osc import AllowList
+from ..control import AllowList
 from ..parts import BasePart
 from ..types import Background, ControlEvent, Cue, LiveSample
 from .preview import FrameTooLarge, decode_frame, render_background, render_preview
