@@ -1,9 +1,11 @@
 """Stage backgrounds: a generator makes one per cue, a worker keeps it off the cue path.
 
     gen = make_generator(config.generator, config.palette)       # procedural | diffusion | comfyui
-    worker = BackgroundWorker(gen, on_background=sinks_send, on_status=daemon_status)
-    worker.start(); worker.submit(cue)                             # returns at once
+    worker = BackgroundWorker(gen, on_background=parts.background, on_status=problems.reporter("generator"))
+    worker.start(); worker.submit(cue)                             # returns at once (a part: on_cue)
     worker.generate_now()                                          # /pcp/generate
+
+(``show.assemble`` wires it so; generator.kind = "comfyui" has a worker of its own, comfyui/pool.py.)
 
 Every generator has ``name``, ``load()`` (may take long; the worker's first
 generation calls it) and ``generate(cue, *, seed=None, size=None) -> Background``.
