@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..emotions import UnknownEmotion
+from ..emotions import EMOTIONS, UnknownEmotion
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
         help="make one stage background for an emotion",
         description="Make one stage background for an emotion and confidence, and print its prompt, seed and seconds.",
     )
-    p.add_argument("--emotion", required=True, help="joy, anxiety, anger, sadness, neutral (or an alias, index, Korean label)")
+    p.add_argument("--emotion", required=True, help=f"{', '.join(EMOTIONS)} (or an alias, index, Korean label)")
     p.add_argument("--confidence", type=float, required=True, help="0..1: sets the brightness")
     p.add_argument("--intent", default=None, help="the performance's intended emotion (default: the emotion)")
     p.add_argument("--generator", choices=("procedural", "diffusion", "comfyui"), default=None, help="default: the config's generator.kind")

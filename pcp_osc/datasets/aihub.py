@@ -353,7 +353,7 @@ def _write_yaml(path: Path, root: Path, layout: str) -> None:
         body = f"path: {root.resolve()}\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n{names}\n"
     else:  # ultralytics' classify loader takes the folder itself; this file documents names and splits
         body = f"path: {root.resolve()}\ntrain: train\nval: val\ntest: test\nnames:\n{names}\n"
-    path.write_text("# pcp-osc dataset aihub: five emotions (joy anxiety anger sadness neutral)\n" + body, encoding="utf-8")
+    path.write_text(f"# pcp-osc dataset aihub: five emotions ({' '.join(EMOTIONS)})\n" + body, encoding="utf-8")
 
 
 def convert(
