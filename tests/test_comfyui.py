@@ -579,3 +579,109 @@ def test_doctor_checks_each_server(servers):
     report = json.loads(run.stdout)["comfyui"]
     assert report["servers"][0]["ok"] and report["servers"][0]["node_types"] > 100 and not report["workflow_error"]
     assert report["node_types"] == ["EmptyImage", "ImageBlend", "ImageScale", "LoadImage", "SaveImageWebsocket"]
+
+
+class CuttableProxy:
+    """A TCP relay on loopback between pcp-osc and a server, whose open connections can be cut
+    (a show network dropping the WebSocket while the server goes on)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+
+        self.upstream = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.conns: list = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.conns += [client, up]
+            for src, dst in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        import socket
+
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+        self.cut()
+
+
+def test_a_dropped_websocket_mid_job_is_reconnected_and_the_job_still_delivers(tmp_path, servers):
+    _, b = servers
+    nodes = json.loads(slow_workflow(tmp_path / "slow.json", blurs=6).read_text())
+    nodes["2"] = {"class_type": "SaveImage", "inputs": {"images": nodes["2"]["inputs"]["images"], "filename_prefix": "pcp"}}
+    wf = write(tmp_path / "slow-save.json", nodes)
+    proxy = CuttableProxy(b.port)
+    try:
+        with Pool(configs(tmp_path, [proxy.url], wf)) as p:
+            p.pool.submit(cue("sadness", 0.9, 1))
+            p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "the job")
+            time.sleep(0.5)
+            proxy.cut()  # the WebSocket (and any HTTP connection) drops; the server keeps running the prompt
+            p.wait(lambda: p.backgrounds, 90, "the background")
+            bg = p.backgrounds[0]
+            assert bg.generator == f"comfyui 127.0.0.1:{proxy.port}" and not bg.note, bg.note  # the server's, not a stand-in
+            c = cue_for("sadness", 0.9).colour.rgb255
+            assert np.abs(bg.image.reshape(-1, 3).mean(0) - c).max() < 2.0
+            p.wait(lambda: p.pool.servers[0].state == "ready", 30, "the WebSocket back")
+            assert p.server(proxy.url)["reconnects"] >= 1 and p.server(proxy.url)["failed"] == 0
+            p.pool.submit(cue("joy", 0.9, 2))  # and the next job goes through the new WebSocket
+            p.wait(lambda: len(p.backgrounds) >= 2, 90, "the next background")
+            assert p.backgrounds[1].generator.startswith("comfyui") and p.backgrounds[1].cue_id == 2
+    finally:
+        proxy.close()
+
+
+def test_a_job_over_its_time_is_cancelled_on_the_server_and_procedural_stands_in(tmp_path, servers):
+    _, b = servers
+    wf = slow_workflow(tmp_path / "slow.json", blurs=8)
+    before = set(b.all_history())
+    with Pool(configs(tmp_path, [b.url], wf, timeout_s=1.5)) as p:
+        p.pool.submit(cue("anxiety", 0.6, 1))
+        p.wait(lambda: p.backgrounds, 60, "the stand-in")
+        bg = p.backgrounds[0]
+        assert bg.generator == "procedural" and "no background after the time allowed (comfyui.timeout_s) (1.5 s)" in bg.note
+        assert p.server(b.url)["timeouts"] == 1
+        assert p.pool.wait_idle(30)
+        p.wait(lambda: b.get("/queue")["queue_running"] == [], 30, "the server to let the prompt go")
+        new = set(b.all_history()) - before
+        assert new and set(_interrupted(b, new)) == new, "the timed-out prompt was interrupted on the server"
