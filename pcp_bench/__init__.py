@@ -6,6 +6,7 @@ same distribution so ``pcp-osc bench`` works from an installed copy.
     perception.py   ``pcp-osc bench``: frames per second, faces found, fer side by side
     daemon.py       frame-to-OSC latency and the daemon's peak memory (used by perception.py)
     backgrounds.py  ``pcp-osc bench --backgrounds``: procedural and Stable Diffusion timings
+    comfyui.py      ``pcp-osc bench --backgrounds --comfyui``: ComfyUI round trips, one and two servers
     sinks.py        ``python -m pcp_bench.sinks``: NDI frame latency, OSC route send cost
     showlog.py      ``python -m pcp_bench.showlog``: show-log write cost, report and dashboard times
     dashboard_bomb.py ``python -m pcp_bench.dashboard_bomb``: the daemon's peak memory under a decompression-bomb upload

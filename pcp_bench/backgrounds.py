@@ -257,6 +257,10 @@ def write_byte_tokenizer(folder) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     global _DEVICE
+    if argv and argv[0] == "--comfyui":  # pcp-osc bench --backgrounds --comfyui ...: ComfyUI round trips
+        from .comfyui import main as comfyui_main
+
+        return comfyui_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m pcp_bench.backgrounds", description=__doc__.split("\n\n")[0])
     ap.add_argument("--procedural-only", action="store_true", help="only the procedural generator (seconds)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
