@@ -685,3 +685,28 @@ def test_a_job_over_its_time_is_cancelled_on_the_server_and_procedural_stands_in
         p.wait(lambda: b.get("/queue")["queue_running"] == [], 30, "the server to let the prompt go")
         new = set(b.all_history()) - before
         assert new and set(_interrupted(b, new)) == new, "the timed-out prompt was interrupted on the server"
+
+
+def test_a_server_image_is_checked_before_it_is_decoded():
+    """A broken or hostile server: its answer is refused by name, never decoded into a huge array."""
+    import struct
+    import zlib
+
+    from pcp_osc.backgrounds.comfyui.client import ComfyError
+    from pcp_osc.backgrounds.comfyui.pool import _decode_fit
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def png(w: int, h: int) -> bytes:
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+    with pytest.raises(ComfyError, match="claims more pixels than a stage picture"):
+        _decode_fit(png(100_000, 100_000), (320, 180), "gpu1:8188")
+    with pytest.raises(ComfyError, match="is 9000x9000; at most"):
+        _decode_fit(png(9000, 9000), (320, 180), "gpu1:8188")
+    with pytest.raises(ComfyError, match="not a PNG or JPEG"):
+        _decode_fit(b"<html>502 Bad Gateway</html>", (320, 180), "gpu1:8188")
+    ok, good = cv2.imencode(".png", np.full((90, 160, 3), 200, np.uint8))
+    assert _decode_fit(good.tobytes(), (320, 180), "gpu1:8188").shape == (180, 320, 3)

@@ -40,6 +40,7 @@ WS_IMAGE_FORMATS = {1: "jpeg", 2: "png"}
 POLL_PERIOD_S = 0.25  # /history polling while the WebSocket is down
 CANCEL_GRACE_S = 10.0  # longest wait for an interrupted prompt to leave the server
 MAX_WATCHES = 32
+MAX_BODY_BYTES = 256 << 20  # the largest answer taken from a server (a 4K PNG is ~30 MB)
 
 
 class ComfyError(RuntimeError):
@@ -183,7 +184,12 @@ class ComfyClient:
     async def _request(self, method: str, path: str, *, timeout_s: float | None = None, **kw) -> tuple[int, bytes]:
         try:
             async with self._session().request(method, self.url + path, timeout=self._timeout(timeout_s), **kw) as resp:
-                return resp.status, await resp.read()
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise ComfyError(f"{self.name} sent more than {MAX_BODY_BYTES >> 20} MB for {path.split('?')[0]}; refused")
+                return resp.status, bytes(body)
         except asyncio.TimeoutError:
             raise ServerDown(f"{self.name} did not answer {method} {path.split('?')[0]} in time") from None
         except aiohttp.ClientConnectorError as e:
@@ -240,7 +246,7 @@ class ComfyClient:
     async def connect_ws(self) -> None:
         try:
             self.ws = await asyncio.wait_for(
-                self._session().ws_connect(f"{self.url}/ws?clientId={self.client_id}", heartbeat=10.0, max_msg_size=0),
+                self._session().ws_connect(f"{self.url}/ws?clientId={self.client_id}", heartbeat=10.0, max_msg_size=MAX_BODY_BYTES),
                 self.connect_timeout_s,
             )
         except asyncio.TimeoutError:

@@ -750,8 +750,25 @@ class ComfyPool(BasePart):
             self._out.submit(tell)
 
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
 def _decode_fit(data: bytes, size: tuple[int, int], server: str) -> np.ndarray:
-    """The server's image as RGB uint8 at the stage size."""
+    """The server's image as RGB uint8 at the stage size (its header is read first: a
+    server's image is never decoded into more than MAX_IMAGE_PIXELS)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as head:
+            w0, h0 = head.size
+    except Image.DecompressionBombError:
+        raise ComfyError(f"{server}: the image it sent claims more pixels than a stage picture; refused") from None
+    except (UnidentifiedImageError, OSError):
+        raise ComfyError(f"{server}: the image it sent is not a PNG or JPEG ({len(data)} bytes)") from None
+    if w0 * h0 > MAX_IMAGE_PIXELS:
+        raise ComfyError(f"{server}: the image it sent is {w0}x{h0}; at most {MAX_IMAGE_PIXELS} pixels are taken")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if arr is None or arr.ndim != 3:
         raise ComfyError(f"{server}: the image it sent could not be decoded ({len(data)} bytes)")
