@@ -710,3 +710,9 @@ def test_a_server_image_is_checked_before_it_is_decoded():
         _decode_fit(b"<html>502 Bad Gateway</html>", (320, 180), "gpu1:8188")
     ok, good = cv2.imencode(".png", np.full((90, 160, 3), 200, np.uint8))
     assert _decode_fit(good.tobytes(), (320, 180), "gpu1:8188").shape == (180, 320, 3)
+
+
+def test_the_shipped_comfyui_show_file_passes_the_start_up_checks():
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", "examples/comfyui/show-comfyui.toml"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip().endswith(": ok"), r.stderr
