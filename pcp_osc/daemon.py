@@ -332,7 +332,7 @@ class Daemon:
         event = self.control(address, args, sender)
         if not event.accepted and self.control_server is not None:
             self.control_server.note_bad(sender, event.message)
-        if event.accepted and address == f"{self.prefix}/ping" and self.control_server is not None:
+        if event.accepted and address == self.stream.control_address("ping") and self.control_server is not None:
             self._ping(sender)
 
     def control(self, address: str, args: list | tuple, sender: str = "local") -> ControlEvent:
