@@ -1,6 +1,6 @@
 """Check the `qlc` route preset against a real QLC+ (Debian's qlcplus, headless).
 
-    unshare -n sh -c 'ip link set lo up && exec .venv/bin/python tools/qlc_check.py'
+    unshare -rn sh -c 'ip link set lo up && exec .venv/bin/python tools/qlc_check.py'
 
 Writes a QLC+ workspace with one Virtual Console slider per preset address (Level mode on a
 generic dimmer channel), bound by hand to the input channel that pcp_osc.routes.qlc_channel
@@ -93,19 +93,33 @@ def workspace(addresses: list[str], look_addresses: list[str]) -> str:
 
 
 class Qlc:
-    """QLC+'s web socket: DMX values of universe 1."""
+    """QLC+'s web socket (one connection, kept open: QLC+ does not answer a close quickly)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.session = None
+        self.ws = None
 
-    async def _ask(self, text: str) -> str:
+    async def _connect(self) -> None:
         import aiohttp
 
-        async with aiohttp.ClientSession() as s:
-            async with s.ws_connect(f"http://127.0.0.1:{WEB_PORT}/qlcplusWS", timeout=5) as ws:
-                await ws.send_str(text)
-                msg = await ws.receive(timeout=5)
-                return str(msg.data)
+        self.session = aiohttp.ClientSession()
+        try:
+            self.ws = await self.session.ws_connect(f"http://127.0.0.1:{WEB_PORT}/qlcplusWS", timeout=5)
+        except Exception:
+            await self.session.close()
+            self.session = None
+            raise
+
+    async def _ask(self, text: str) -> str:
+        if self.ws is None:
+            await self._connect()
+        await self.ws.send_str(text)
+        while True:
+            msg = await self.ws.receive(timeout=5)
+            data = str(msg.data)
+            if data.startswith("QLC+API|" + text.split("|")[1]):
+                return data
 
     def ask(self, text: str) -> str:
         return self.loop.run_until_complete(self._ask(text))
@@ -115,6 +129,11 @@ class Qlc:
         # "QLC+API|getChannelsValues|1|v|type|2|v|type|..." (index, value, channel type)
         reply = self.ask(f"QLC+API|getChannelsValues|1|1|{count}").split("|")[2:]
         return [int(reply[i + 1]) for i in range(0, 3 * count, 3)]
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.loop.run_until_complete(self.session.close())  # drops the socket; no close handshake wait
+        self.loop.close()
 
 
 def wait_for_web(timeout_s: float) -> Qlc:
@@ -149,8 +168,11 @@ def main() -> int:
     proc = subprocess.Popen(["qlcplus", "-w", "-p", "-o", str(ws)], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(home / "qlcplus.log", "w"))
     failures = 0
+    qlc = None
+    t0 = time.monotonic()
     try:
-        qlc = wait_for_web(60)
+        qlc = wait_for_web(180)
+        print(f"QLC+ web access answered after {time.monotonic() - t0:.1f} s")
         version = subprocess.run(["qlcplus", "--version"], capture_output=True, text=True, env=env).stdout.strip()
         print(f"QLC+ up ({version or 'qlcplus'})")
         plan = [(0, Colour(1.0, 0.831, 0.0), 0.91), (1, Colour(0.7, 0.7, 0.7), 0.55), (2, Colour(1.0, 0.416, 0.0), 0.66),
@@ -181,11 +203,14 @@ def main() -> int:
                 failures += not ok
                 print(f"{'bundle' if bundle else 'plain ':6} cue {k} Flash buttons on scenes: {scenes} {'ok' if ok else 'WRONG, want ' + str(want)}")
     finally:
+        if qlc is not None:
+            qlc.close()
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+    print(f"checked in {time.monotonic() - t0:.1f} s")
     print("every value arrived exactly" if not failures else f"{failures} value(s) differ; QLC+ log: {home / 'qlcplus.log'}")
     return 1 if failures else 0
 
