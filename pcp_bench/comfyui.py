@@ -76,14 +76,14 @@ def start_servers(n: int, workdir: Path) -> list[tuple[str, subprocess.Popen]]:
 class _Bench:
     """A live ComfyPool whose backgrounds go to a real file sink; times cue -> file written."""
 
-    def __init__(self, servers: list[str], workflow: str, size: tuple[int, int], folder: Path) -> None:
+    def __init__(self, servers: list[str], workflow: str, size: tuple[int, int], folder: Path, init_format: str = "jpg") -> None:
         from pcp_osc.backgrounds.comfyui import make_worker
         from pcp_osc.config import config_from_dict
         from pcp_osc.sinks import FileSink
 
         cfg = config_from_dict({
             "generator": {"kind": "comfyui", "width": size[0], "height": size[1]},
-            "comfyui": {"servers": servers, "workflow": workflow, "timeout_s": 600.0},
+            "comfyui": {"servers": servers, "workflow": workflow, "timeout_s": 600.0, "init_format": init_format},
         })
         self.on_sink: dict[int, float] = {}  # background id -> when the sink had written it
         self.bgs: dict[int, object] = {}
@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="512x512,1920x1080", help="comma list of WIDTHxHEIGHT")
     ap.add_argument("--count", type=int, default=8, help="cues one after another per case (default 8)")
     ap.add_argument("--stream-s", type=float, default=15.0, help="seconds of the back-to-back stream per case (0: skip)")
+    ap.add_argument("--init-format", choices=("jpg", "png"), default="jpg", help="comfyui.init_format (default jpg)")
     args = ap.parse_args(argv)
     sizes = []
     for text in args.sizes.split(","):
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in counts:
             for size in sizes:
                 _say(f"[bench] {n} server(s), {size[0]}x{size[1]}: warm-up")
-                bench = _Bench(urls[:n], args.workflow, size, tmp / f"sink-{n}-{size[0]}")
+                bench = _Bench(urls[:n], args.workflow, size, tmp / f"sink-{n}-{size[0]}", args.init_format)
                 try:
                     for i in range(2):
                         bench.one(i)
@@ -212,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-    print(f"ComfyUI backgrounds: {Path(args.workflow).name}, medians of {args.count} cues one after another "
-          f"(ms; cue -> picture written by the file sink)")
+    print(f"ComfyUI backgrounds: {Path(args.workflow).name}, init image {args.init_format}, medians of {args.count} cues "
+          f"one after another (ms; cue -> picture written by the file sink)")
     print(f"{'servers':>7} {'size':>10} {'round trip':>10} {'server':>8} {'pcp-osc':>8} {'= init':>7} {'upload':>7} "
           f"{'fetch+dec':>9} {'sink':>6} {'stream bg/s':>11}")
     for n, size, rows, rate in results:

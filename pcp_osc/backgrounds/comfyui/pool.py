@@ -107,7 +107,7 @@ class _Server:
         self.seconds_total = 0.0
         self.last_seconds: float | None = None
         self.last_timings: dict[str, float] = {}
-        self.init_name = f"pcp-osc-init-{self.client.client_id[:8]}.png"
+        self.init_name = f"pcp-osc-init-{self.client.client_id[:8]}"  # + .jpg or .png
 
     def report(self) -> dict:
         job = self.job
@@ -536,7 +536,9 @@ class ComfyPool(BasePart):
                 raise JobCancelled("cancelled before it was queued")
             if init_png is not None:
                 t = time.monotonic()
-                values["init"] = await s.client.upload_image(s.init_name, init_png)
+                values["init"] = await s.client.upload_image(
+                    f"{s.init_name}.{self.comfy.init_format}", init_png,
+                    "image/png" if self.comfy.init_format == "png" else "image/jpeg")
                 timings["upload_ms"] = (time.monotonic() - t) * 1000
                 if job.cancel.is_set():
                     raise JobCancelled("cancelled before it was queued")
@@ -641,8 +643,11 @@ class ComfyPool(BasePart):
         }
         init_png = None
         if self.workflow.needs_init:
-            img = render(cue.emotion, cue.colour, int(w), int(h), seed)
-            ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            img = cv2.cvtColor(render(cue.emotion, cue.colour, int(w), int(h), seed), cv2.COLOR_RGB2BGR)
+            if self.comfy.init_format == "png":
+                ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            else:  # a start picture for img2img: JPEG's loss does not show, its speed does
+                ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
             if not ok:
                 raise ComfyError("the init image could not be encoded")
             init_png = buf.tobytes()
