@@ -92,6 +92,7 @@ def bench_web(n_cues: int = 40) -> None:
     cfg.osc.control_port = 0
     cfg.osc.target = "127.0.0.1:9"
     cfg.web.bind = f"127.0.0.1:{port}"
+    cfg.osc.max_control_cues_per_s = 100.0  # every override below makes its cue (the default collapses past 4 a second)
     daemon = Daemon(cfg, source="demo", perception=False)
     dash = daemon.parts.add(WebDashboard(daemon, cfg.web))
     daemon.start()
