@@ -105,7 +105,11 @@ class DefaultBackend:
             self._live = LiveSearch(self, self.cfg, self.region)
         t = time.monotonic() if timestamp_s is None else float(timestamp_s)
         boxes, conf, ids = self._live.step(image, t)
-        scores = self.classifier.classify(image, boxes)
+        # each followed face's expression is read again every cfg.reread_s (new faces at
+        # once); in between it keeps its latest reading
+        now = self._live.to_read(ids, t)
+        fresh = self.classifier.classify(image, boxes[now]) if now.any() else np.zeros((0, 5), np.float32)
+        scores = self._live.readings(ids, now, fresh, t)
         return Faces(boxes, conf, scores, track_id=ids)
 
     def detect_still(self, image_bgr: np.ndarray) -> Faces:

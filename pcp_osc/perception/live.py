@@ -41,6 +41,8 @@ EDGE_STRIP_PX = 112
 EDGE_SPARE_PX = 48
 EDGE_MIN_PERIOD_S = 0.1
 
+MAX_READINGS_KEPT = 64
+
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
 
@@ -66,6 +68,9 @@ class LiveSearch:
         self._edge_credit = [0.0, 0.0]
         self._travel = np.zeros(2, np.float32)  # px moved one way so far, per axis (signed)
         self._motion_t: float | None = None
+        self._read: dict[int, tuple[np.ndarray, float]] = {}  # track id -> (latest scores, when read)
+        self._read_t: float | None = None
+        self._read_credit = 0.0
         self.pictures = 0
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,6 +151,45 @@ class LiveSearch:
         self._measure_motion(t, boxes[seen], ids[seen], plan.full and plan.reason == "cut")
         return boxes[seen], conf[seen], ids[seen]
 
+    # ------------------------------------------------------------------ readings
+
+    def to_read(self, ids: np.ndarray, t: float) -> np.ndarray:
+        """(n,) bool: which faces to classify now. New faces at once; the others when
+        their reading is ``reread_s`` old, oldest first, spread so that each picture reads
+        about n x (time since the last picture) / reread_s of them."""
+        every = float(getattr(self.cfg, "reread_s", 0.0))
+        n = len(ids)
+        if every <= 0 or not n:
+            return np.ones(n, bool)
+        age = np.array([t - self._read.get(int(i), (None, -np.inf))[1] for i in ids])
+        now = ~np.isfinite(age)
+        # faces read at least half a period ago may be read now, oldest first, as many as
+        # this picture's share; so readings spread over the pictures instead of bunching
+        due = np.flatnonzero(np.isfinite(age) & (age >= every / 2))
+        dt = max(0.0, t - self._read_t) if self._read_t is not None else every
+        self._read_t = t
+        share = n * dt / every
+        self._read_credit = min(share + 1.0, self._read_credit + share)
+        k = min(len(due), int(self._read_credit))
+        now[due[np.argsort(-age[due], kind="stable")][:k]] = True
+        self._read_credit -= k
+        # a reading older than reread_s is read now whatever the spread says
+        now[np.isfinite(age) & (age >= every)] = True
+        return now
+
+    def readings(self, ids: np.ndarray, now: np.ndarray, fresh: np.ndarray, t: float) -> np.ndarray:
+        """(n, 5) scores: the fresh ones where read now, else each face's latest."""
+        out = np.zeros((len(ids), fresh.shape[1] if fresh.ndim == 2 and fresh.shape[1] else 5), np.float32)
+        out[now] = fresh
+        for j in np.flatnonzero(~now):
+            out[j] = self._read[int(ids[j])][0]
+        for j in np.flatnonzero(now):
+            self._read[int(ids[j])] = (out[j].copy(), t)
+        if len(self._read) > 4 * MAX_READINGS_KEPT:  # forget faces whose tracks ended
+            alive = set(int(i) for i in self.tracker.ids)
+            self._read = {i: r for i, r in self._read.items() if i in alive}
+        return out
+
     def _measure_motion(self, t: float, boxes: np.ndarray, ids: np.ndarray, cut: bool) -> None:
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         moves = []
@@ -205,6 +249,7 @@ class LiveSearch:
         self.motion_px_s = np.zeros(2, np.float32)
         self._centres, self._edge, self._edge_credit = {}, [None, None], [0.0, 0.0]
         self._travel, self._motion_t = np.zeros(2, np.float32), None
+        self._read, self._read_t, self._read_credit = {}, None, 0.0
         self.size = (w, h)
         self.tracker.reset()
         self.schedule.reset()
