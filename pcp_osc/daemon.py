@@ -426,7 +426,8 @@ class Daemon:
         """A cue for a change show control made: at once while under
         osc.max_control_cues_per_s (all senders together); over it, the change waits
         and the clock sends one cue with the latest state when the budget allows.
-        An override or release is the operator's cue: the window restarts with it."""
+        An override, a release or a new intent (sent only while no faces are seen) is the
+        operator's cue: the window restarts with it."""
         with self._lock:
             if self._control_cue_budget.take():
                 self._cue_for_control(reason, now)
@@ -435,7 +436,7 @@ class Daemon:
                 self.counters["control_cues_collapsed"] += 1
 
     def _cue_for_control(self, reason: str, now: float) -> None:
-        if reason in ("override", "release"):
+        if reason in ("override", "release", "intent"):
             self._operator_cue(reason, now)
         else:
             self._send_cue(self.tracker.window_mood(), reason=reason)

@@ -186,10 +186,11 @@ def _next_cue_after(rx, n, timeout_s=6.0):
     return rx.cues()[n]
 
 
-@pytest.mark.parametrize("action", ["override", "release"])
+@pytest.mark.parametrize("action", ["override", "release", "intent"])
 def test_an_operator_cue_restarts_the_window(receiver, action):
-    """After an override or a release the next window cue is a whole window later, not at the
-    old schedule (which would follow the operator's cue within a moment with the same look)."""
+    """After an override, a release or a new intent (no faces seen) the next window cue is a
+    whole window later, not at the old schedule (which would follow the operator's cue within
+    a moment with the same look)."""
     rx = receiver
     cfg = config_from_dict({"osc": {"target": rx.target, "control_port": 0, "control_host": "127.0.0.1", "heartbeat": False},
                             "mood": {"window_s": 2.0, "intent": "sadness"}, "log": {"enabled": False}})
@@ -204,9 +205,15 @@ def test_an_operator_cue_restarts_the_window(receiver, action):
         window_cue = _next_cue_after(rx, n)
         time.sleep(1.4 - (time.monotonic() - window_cue["t"]))
         n = len(rx.cues())
-        control(d, "/pcp/override", "joy") if action == "override" else control(d, "/pcp/release")
+        if action == "override":
+            control(d, "/pcp/override", "joy")
+        elif action == "release":
+            control(d, "/pcp/release")
+        else:
+            control(d, "/pcp/intent", "anger")
         operator_cue = _next_cue_after(rx, n, timeout_s=2)
         assert operator_cue["source"] == ("override" if action == "override" else "intent")
+        assert action != "intent" or operator_cue["emotion"] == "anger"
         following = _next_cue_after(rx, n + 1, timeout_s=4)
         gap = following["t"] - operator_cue["t"]
         assert 1.8 < gap < 2.4, f"the window cue came {gap:.2f} s after the {action} cue; a window is 2 s"
