@@ -723,3 +723,30 @@ def test_the_shipped_comfyui_show_file_passes_the_start_up_checks():
     r = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", "examples/comfyui/show-comfyui.toml"],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip().endswith(": ok"), r.stderr
+
+
+def test_an_execution_error_is_named_and_the_server_stays_in_use(tmp_path, servers):
+    """A node that raises while the server runs the prompt (here: the artist's reference image on
+    the server is corrupt): the error by node, the procedural stand-in, and the server keeps its cues."""
+    _, b = servers
+    (b.workdir / "input" / "reference.png").write_bytes(b"\x89PNG\r\n\x1a\n this file was cut short")
+    wf = write(tmp_path / "ref.json", {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+              "_meta": {"title": "pcp:colour pcp:size"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "reference.png"}, "_meta": {"title": "Artist's reference"}},
+        "3": {"class_type": "ImageBlend", "inputs": {"image1": ["1", 0], "image2": ["2", 0], "blend_factor": 0.2, "blend_mode": "normal"}},
+        "4": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["3", 0]}},
+    })
+    with Pool(configs(tmp_path, [b.url], wf)) as p:
+        p.pool.submit(cue("joy", 0.9, 1))
+        p.wait(lambda: p.backgrounds, 60, "the stand-in")
+        bg = p.backgrounds[0]
+        assert bg.generator == "procedural" and "LoadImage (node 2) failed" in bg.note, bg.note
+        assert "generator-failed" in p.statuses[-1] and "LoadImage (node 2) failed" in p.statuses[-1]
+        assert p.pool.servers[0].state == "ready" and p.server(b.url)["failed"] == 1
+        # the artist fixes the file: the next cue comes from the server again, and the status clears
+        ok, good = cv2.imencode(".png", np.full((64, 64, 3), 255, np.uint8))
+        (b.workdir / "input" / "reference.png").write_bytes(good.tobytes())
+        p.pool.submit(cue("sadness", 0.9, 2))
+        p.wait(lambda: len(p.backgrounds) >= 2, 60, "the next background")
+        assert p.backgrounds[1].generator == f"comfyui 127.0.0.1:{b.port}" and p.statuses[-1] == "ok"
