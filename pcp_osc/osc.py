@@ -65,7 +65,7 @@ def pack_bundles(datagrams: list[bytes]) -> list[bytes]:
     for d in datagrams:
         need = BUNDLE_ELEMENT_BYTES + len(d)
         if BUNDLE_HEADER_BYTES + need > MAX_PACKET_BYTES:
-            raise ValueError(f"an OSC message of {len(d)} bytes cannot go in a bundle under {MAX_PACKET_BYTES} bytes")
+            raise ValueError(f"an OSC message of {len(d)} bytes cannot go in a bundle within {MAX_PACKET_BYTES} bytes")
         if current and size + need > MAX_PACKET_BYTES:
             out.append(_bundle(current))
             current, size = [], BUNDLE_HEADER_BYTES
