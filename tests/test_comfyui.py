@@ -750,3 +750,31 @@ def test_an_execution_error_is_named_and_the_server_stays_in_use(tmp_path, serve
         p.pool.submit(cue("sadness", 0.9, 2))
         p.wait(lambda: len(p.backgrounds) >= 2, 60, "the next background")
         assert p.backgrounds[1].generator == f"comfyui 127.0.0.1:{b.port}" and p.statuses[-1] == "ok"
+
+
+def test_a_shared_server_someone_elses_prompt_is_never_interrupted(tmp_path, servers):
+    """The artist uses the same server: our stale prompt waiting behind theirs is deleted from the
+    queue, and their running prompt is left alone (no /interrupt)."""
+    import urllib.request
+
+    a, _ = servers
+    theirs = json.loads(slow_workflow(tmp_path / "theirs.json", blurs=6).read_text())
+    theirs["1"]["inputs"]["color"] = 0x123456
+    req = urllib.request.Request(a.url + "/prompt", data=json.dumps({"prompt": theirs, "client_id": "the-artist"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    their_id = json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10).read())["prompt_id"]
+    wf = slow_workflow(tmp_path / "ours.json", blurs=1)
+    with Pool(configs(tmp_path, [a.url], wf)) as p:
+        p.pool.submit(cue("joy", 0.9, 1))
+        p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "our first prompt queued")
+        first = p.pool.servers[0].job.prompt_id
+        q = a.get("/queue")
+        assert [x[1] for x in q["queue_running"]] == [their_id] and first in [x[1] for x in q["queue_pending"]]
+        p.pool.submit(cue("anger", 0.9, 2))  # ours is stale now, and waits behind theirs
+        p.wait(lambda: p.backgrounds, 120, "our background for the newer cue")
+        assert [bg.cue_id for bg in p.backgrounds] == [2]
+        assert p.server(a.url)["cancelled"] == 1
+    hist = a.all_history()
+    assert hist[their_id]["status"]["status_str"] == "success"  # theirs ran to the end
+    assert not any(m[0] == "execution_interrupted" for m in hist[their_id]["status"]["messages"])
+    assert first not in hist  # ours was deleted from the queue before it ran
