@@ -201,6 +201,10 @@ def test_wrong_workflow_files_and_config_keys_are_explained(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--config", str(cfg_file), "--source", "demo", "--seconds", "1"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2 and "UI format" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--generator", "comfyui", "--workflow", str(COLOUR_WASH),
+                          "--comfyui", "10.0.0.21:8188", "--source", "demo", "--seconds", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and "comfyui.servers: '10.0.0.21:8188': a ComfyUI server is written http://HOST:PORT" in out.stderr
 
 
 # --------------------------------------------------------------------------- real servers
@@ -778,3 +782,35 @@ def test_a_shared_server_someone_elses_prompt_is_never_interrupted(tmp_path, ser
     assert hist[their_id]["status"]["status_str"] == "success"  # theirs ran to the end
     assert not any(m[0] == "execution_interrupted" for m in hist[their_id]["status"]["messages"])
     assert first not in hist  # ours was deleted from the queue before it ran
+
+
+def test_an_address_that_is_not_comfyui_is_named(tmp_path):
+    """A typo'd port that hits another web service: named as not ComfyUI, procedural stands in."""
+    import http.server
+
+    class NotComfy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b"<html>media server</html>" if self.path == "/" else b'{"status": "fine"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotComfy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        p = Pool(configs(tmp_path, [url], COLOUR_WASH))
+        try:
+            p.wait(lambda: p.pool.servers[0].state == "down", 30, "the address marked down")
+            assert "/system_stats is not ComfyUI's; is this a ComfyUI server?" in p.pool.servers[0].error
+            p.pool.submit(cue("joy", 0.5, 1))
+            p.wait(lambda: p.backgrounds, 30, "the stand-in")
+            assert p.backgrounds[0].generator == "procedural"
+        finally:
+            p.pool.stop()
+    finally:
+        httpd.shutdown()

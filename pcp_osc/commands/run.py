@@ -26,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("default", "yolo"), help="perception backend")
     p.add_argument("--weights", metavar="FILE", help="YOLO weights (.pt or .onnx) for --backend yolo")
     p.add_argument("--yolo-mode", choices=("auto", "detector", "classifier"), help="YOLO model kind (read from the model by default)")
-    p.add_argument("--generator", choices=("procedural", "diffusion", "off"), help="stage background generator")
+    p.add_argument("--generator", choices=("procedural", "diffusion", "comfyui", "off"), help="stage background generator")
     p.add_argument("--model", metavar="PATH_OR_ID", help="Stable Diffusion model for --generator diffusion")
+    p.add_argument("--workflow", metavar="FILE", help="ComfyUI workflow (\"Save (API)\") for --generator comfyui")
+    p.add_argument("--comfyui", action="append", metavar="URL", help="ComfyUI server http://HOST:PORT for --generator comfyui (repeatable)")
     p.add_argument("--sink", action="append", metavar="KIND[:NAME]", help="texture sink: ndi, syphon, spout, file[:DIR] (repeatable)")
     p.add_argument("--route", action="append", metavar="PRESET:HOST:PORT", help="OSC route to a desk or Resolume (repeatable)")
     p.add_argument("--log", metavar="FILE", help="show log SQLite file")
@@ -57,6 +59,8 @@ def config_with_overrides(args: argparse.Namespace) -> Config:
     put("generator", "kind", getattr(args, "generator", None))
     if getattr(args, "model", None) and "model" in data["generator"]:
         data["generator"]["model"] = args.model
+    put("comfyui", "workflow", getattr(args, "workflow", None))
+    put("comfyui", "servers", getattr(args, "comfyui", None))
     if getattr(args, "log", None):
         data["log"]["path"] = args.log
     if getattr(args, "no_log", False):
