@@ -194,9 +194,9 @@ class Daemon:
             now = time.monotonic()
             mood = self.tracker.update(faces, now)
             self.last_live, self.last_faces, self.last_frame = mood, faces, frame
-            colour = live_colour(mood.distribution, self.config.palette)
-            self.stream.live(mood, colour, now)
-            self.parts.live(LiveSample(mood, colour, faces, frame))
+            sample = LiveSample(mood, live_colour(mood.distribution, self.config.palette), faces, frame)
+            self.stream.on_live(sample)
+            self.parts.live(sample)
 
     def _clock_loop(self) -> None:
         next_beat = self.t0 + HEARTBEAT_PERIOD_S
@@ -242,7 +242,7 @@ class Daemon:
             # Parts only enqueue (log, generator, routes), so telling them first costs
             # microseconds and means a cue a receiver has seen is already queued for the log.
             self.parts.cue(cue)
-            self.stream.cue(cue)
+            self.stream.on_cue(cue)
             self.counters["cues"] += 1
         log.info(
             "cue %d: %s %.0f%% (%s, %.1f faces) %s%s", cue.id, cue.emotion_id, cue.confidence * 100,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import Any, Iterable
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -20,7 +21,8 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from .emotions import EMOTIONS
-from .types import Colour, Cue, Mood, plain
+from .parts import BasePart
+from .types import Colour, Cue, LiveSample, Mood, plain
 
 log = logging.getLogger("pcp_osc.osc")
 
@@ -174,14 +176,17 @@ class OscOut:
         self._sock.close()
 
 
-class OscStream:
+class OscStream(BasePart):
     """Every message pcp-osc sends to its receivers (docs/OSC.md, "Out"), built here and
     nowhere else: cues, the live stream (at most ``live_rate_hz``), heartbeat and status,
     background announcements, and the pong show control gets back.
 
-    The daemon tells it each cue after the parts (so a cue a receiver has seen is already
-    queued for the show log); the sinks announce backgrounds through it. Sending never
-    waits on a receiver (``OscOut``)."""
+    A part with a fixed place: the daemon tells it each cue after the other parts (so a
+    cue a receiver has seen is already queued for the show log) and each live sample
+    before them; the sinks announce backgrounds through it. Sending never waits on a
+    receiver (``OscOut``)."""
+
+    role = "osc"
 
     def __init__(self, targets: list[tuple[str, int]], *, prefix: str = "/pcp", bundle: bool = False,
                  live_rate_hz: float = 10.0, heartbeat: bool = True) -> None:
@@ -208,17 +213,17 @@ class OscStream:
     def sent(self) -> int:
         return self.out.sent
 
-    def cue(self, cue: Cue) -> None:
+    def on_cue(self, cue: Cue) -> None:
         self.out.send_many(cue_messages(cue, self.prefix))
 
-    def live(self, mood: Mood, colour: Colour, now_s: float) -> bool:
-        """The live stream for this mood, unless one went out less than 1/live_rate_hz ago."""
+    def on_live(self, sample: LiveSample) -> None:
+        """The live stream for this sample, unless one went out less than 1/live_rate_hz ago."""
+        now_s = time.monotonic()
         with self._live_lock:
             if self.live_rate_hz <= 0 or now_s - self._last_live_s < 1.0 / self.live_rate_hz:
-                return False
+                return
             self._last_live_s = now_s
-        self.out.send_many(live_messages(mood, colour, self.prefix))
-        return True
+        self.out.send_many(live_messages(sample.mood, sample.colour, self.prefix))
 
     def heartbeat(self, uptime_s: float) -> None:
         if self.heartbeat_on:
@@ -242,6 +247,9 @@ class OscStream:
 
     def control_address(self, name: str) -> str:
         return f"{self.prefix}/{name}"
+
+    def stop(self) -> None:
+        self.close()
 
     def close(self) -> None:
         self.out.close()
