@@ -131,3 +131,13 @@ def send_raw(port: int, data: bytes, host: str = "127.0.0.1") -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(data, (host, port))
     s.close()
+
+
+def wait_until(cond, timeout_s: float = 10.0) -> bool:
+    """Poll ``cond()`` until it is true (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return False

@@ -4,12 +4,10 @@ Real daemons, real UDP on loopback; the browser source stands in for a camera (n
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from heard import Heard
-from oscutil import OscReceiver
+from oscutil import OscReceiver, wait_until
 from pcp_osc.capture import BrowserSource
 from pcp_osc.config import config_from_dict
 from pcp_osc.daemon import Daemon
@@ -35,15 +33,6 @@ def receiver():
     yield rx
     rx.assert_all_osc()
     rx.close()
-
-
-def wait_until(predicate, timeout_s: float = 10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_what_is_not_a_part_is_refused_with_what_a_part_needs():

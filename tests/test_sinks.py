@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oscutil import OscReceiver
+from oscutil import OscReceiver, wait_until
 from pcp_osc.config import ConfigError, SinksConfig
 from pcp_osc.osc import OscStream
 from pcp_osc.sinks import (
@@ -81,14 +81,6 @@ def osc_rx():
     rx = OscReceiver()
     yield rx
     rx.close()
-
-def wait_until(cond, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 # --------------------------------------------------------------------------- file sink
