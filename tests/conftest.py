@@ -23,7 +23,7 @@ _spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # patches sock
 # Fixtures that make a test slow: YOLO trained on the CPU (once per session, about 1.5 minutes)
 # and the tiny Stable Diffusion pipeline. Tests using them are marked `slow`; a test or module
 # can also say so itself with @pytest.mark.slow / pytestmark.
-SLOW_FIXTURES = {"yolo_ws", "tiny_model", "tiny_taesd"}
+SLOW_FIXTURES = {"yolo_ws", "tiny_model", "tiny_taesd", "comfy_servers"}  # comfy_servers: real ComfyUI (test_comfyui.py)
 
 
 def pytest_collection_modifyitems(config, items):

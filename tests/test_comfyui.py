@@ -105,7 +105,7 @@ def cue(emotion: str, confidence: float, cue_id: int):
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def comfy_servers(tmp_path_factory):
     """Two real ComfyUI servers for the module (started side by side)."""
     base = tmp_path_factory.mktemp("comfyui")
     a, b = ComfyServer(base / "a"), ComfyServer(base / "b")
@@ -220,8 +220,8 @@ def _expected_wash(emotion: str, confidence: float, seed: int, w: int, h: int) -
 
 
 @pytest.mark.parametrize("size, init_format", [((512, 512), "png"), ((1920, 1080), "png"), ((1920, 1080), "jpg")])
-def test_generate_command_through_a_real_server(tmp_path, servers, size, init_format):
-    a, _ = servers
+def test_generate_command_through_a_real_server(tmp_path, comfy_servers, size, init_format):
+    a, _ = comfy_servers
     out = tmp_path / "anger.png"
     w, h = size
     cfg = tmp_path / "show.toml"
@@ -252,8 +252,8 @@ def test_generate_command_through_a_real_server(tmp_path, servers, size, init_fo
     assert (a.workdir / "input" / inputs["2"]["image"]).is_file()
 
 
-def test_history_and_view_path_with_config_bindings(tmp_path, servers):
-    _, b = servers
+def test_history_and_view_path_with_config_bindings(tmp_path, comfy_servers):
+    _, b = comfy_servers
     wf = saveimage_workflow(tmp_path / "save.json")
     cfg = configs(tmp_path, [b.url], wf, size=(320, 180),
                   bind={"colour": "1.color", "emotion": "2.filename_prefix", "width": "1.width", "height": "1.height"})
@@ -272,8 +272,8 @@ def test_history_and_view_path_with_config_bindings(tmp_path, servers):
     assert p.backgrounds == [bg]  # the future's background also reached the sinks' callback
 
 
-def test_missing_checkpoint_is_named_and_procedural_stands_in(tmp_path, servers):
-    a, _ = servers
+def test_missing_checkpoint_is_named_and_procedural_stands_in(tmp_path, comfy_servers):
+    a, _ = comfy_servers
     cfg = configs(tmp_path, [a.url], SD_IMG2IMG)
     p = Pool(cfg)
     try:
@@ -339,8 +339,8 @@ def _interrupted(server: ComfyServer, prompt_ids) -> list[str]:
     return [pid for pid in hist if any(m[0] == "execution_interrupted" for m in hist[pid]["status"]["messages"])]
 
 
-def test_cues_faster_than_the_server_cancel_stale_jobs(tmp_path, servers):
-    a, _ = servers
+def test_cues_faster_than_the_server_cancel_stale_jobs(tmp_path, comfy_servers):
+    a, _ = comfy_servers
     wf = slow_workflow(tmp_path / "slow.json")
     before = set(a.all_history())
     with Pool(configs(tmp_path, [a.url], wf)) as p:
@@ -367,8 +367,8 @@ def test_cues_faster_than_the_server_cancel_stale_jobs(tmp_path, servers):
         assert np.abs(final.image.reshape(-1, 3).mean(0) - c).max() < 2.0
 
 
-def test_two_servers_share_the_cues_and_report_each(tmp_path, servers):
-    a, b = servers
+def test_two_servers_share_the_cues_and_report_each(tmp_path, comfy_servers):
+    a, b = comfy_servers
     wf = slow_workflow(tmp_path / "slow.json", blurs=4)
     with Pool(configs(tmp_path, [a.url, b.url], wf)) as p:
         p.pool.submit(cue("joy", 0.9, 1))
@@ -387,8 +387,8 @@ def test_two_servers_share_the_cues_and_report_each(tmp_path, servers):
         assert any(f"comfyui 127.0.0.1:{b.port}: 1 backgrounds of 1 jobs" in line for line in lines), lines
 
 
-def test_a_server_stopped_mid_job(tmp_path, servers):
-    a, b = servers
+def test_a_server_stopped_mid_job(tmp_path, comfy_servers):
+    a, b = comfy_servers
     wf = slow_workflow(tmp_path / "slow.json", blurs=8)
     with Pool(configs(tmp_path, [a.url, b.url], wf)) as p:
         p.pool.submit(cue("joy", 0.9, 1))
@@ -479,7 +479,7 @@ window_s = 300
     return cfg
 
 
-def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, servers, receiver):
+def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, comfy_servers, receiver):
     """pcp-osc run as in a show: cues from show control, backgrounds from both servers on the
     file sink, in the show log and on the dashboard (in Chromium), one row per server; then a
     server that refuses the workflow is named in /pcp/status and on the dashboard."""
@@ -491,7 +491,7 @@ def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, servers, r
     from oscutil import send_osc
     from test_daemon_e2e import free_udp_port
 
-    a, b = servers
+    a, b = comfy_servers
     web_port, control_port = free_port(), free_udp_port()
     slow = slow_workflow(tmp_path / "slow.json", blurs=3, side=128)
     cfg = _show_config(tmp_path, [a.url, b.url], slow, web_port, control_port, receiver.target)
@@ -575,8 +575,8 @@ def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, servers, r
         proc.wait(30)
 
 
-def test_doctor_checks_each_server(servers):
-    a, _ = servers
+def test_doctor_checks_each_server(comfy_servers):
+    a, _ = comfy_servers
     dead = f"http://127.0.0.1:{free_port()}"
     run = subprocess.run([sys.executable, "-m", "pcp_osc", "doctor", "--cameras", "0", "--server", a.url, "--server", dead,
                           "--workflow", str(SD_IMG2IMG)], capture_output=True, text=True, timeout=120)
@@ -656,8 +656,8 @@ class CuttableProxy:
         self.cut()
 
 
-def test_a_dropped_websocket_mid_job_is_reconnected_and_the_job_still_delivers(tmp_path, servers):
-    _, b = servers
+def test_a_dropped_websocket_mid_job_is_reconnected_and_the_job_still_delivers(tmp_path, comfy_servers):
+    _, b = comfy_servers
     nodes = json.loads(slow_workflow(tmp_path / "slow.json", blurs=6).read_text())
     nodes["2"] = {"class_type": "SaveImage", "inputs": {"images": nodes["2"]["inputs"]["images"], "filename_prefix": "pcp"}}
     wf = write(tmp_path / "slow-save.json", nodes)
@@ -682,8 +682,8 @@ def test_a_dropped_websocket_mid_job_is_reconnected_and_the_job_still_delivers(t
         proxy.close()
 
 
-def test_a_job_over_its_time_is_cancelled_on_the_server_and_procedural_stands_in(tmp_path, servers):
-    _, b = servers
+def test_a_job_over_its_time_is_cancelled_on_the_server_and_procedural_stands_in(tmp_path, comfy_servers):
+    _, b = comfy_servers
     wf = slow_workflow(tmp_path / "slow.json", blurs=8)
     before = set(b.all_history())
     with Pool(configs(tmp_path, [b.url], wf, timeout_s=1.5)) as p:
@@ -729,10 +729,10 @@ def test_the_shipped_comfyui_show_file_passes_the_start_up_checks():
     assert r.returncode == 0 and r.stdout.strip().endswith(": ok"), r.stderr
 
 
-def test_an_execution_error_is_named_and_the_server_stays_in_use(tmp_path, servers):
+def test_an_execution_error_is_named_and_the_server_stays_in_use(tmp_path, comfy_servers):
     """A node that raises while the server runs the prompt (here: the artist's reference image on
     the server is corrupt): the error by node, the procedural stand-in, and the server keeps its cues."""
-    _, b = servers
+    _, b = comfy_servers
     (b.workdir / "input" / "reference.png").write_bytes(b"\x89PNG\r\n\x1a\n this file was cut short")
     wf = write(tmp_path / "ref.json", {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
@@ -756,12 +756,12 @@ def test_an_execution_error_is_named_and_the_server_stays_in_use(tmp_path, serve
         assert p.backgrounds[1].generator == f"comfyui 127.0.0.1:{b.port}" and p.statuses[-1] == "ok"
 
 
-def test_a_shared_server_someone_elses_prompt_is_never_interrupted(tmp_path, servers):
+def test_a_shared_server_someone_elses_prompt_is_never_interrupted(tmp_path, comfy_servers):
     """The artist uses the same server: our stale prompt waiting behind theirs is deleted from the
     queue, and their running prompt is left alone (no /interrupt)."""
     import urllib.request
 
-    a, _ = servers
+    a, _ = comfy_servers
     theirs = json.loads(slow_workflow(tmp_path / "theirs.json", blurs=6).read_text())
     theirs["1"]["inputs"]["color"] = 0x123456
     req = urllib.request.Request(a.url + "/prompt", data=json.dumps({"prompt": theirs, "client_id": "the-artist"}).encode(),
