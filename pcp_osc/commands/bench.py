@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(found share, flicker, track ids, fer side by side) and a slow source (a picture every 2 s)")
     p.add_argument("--backgrounds", nargs=argparse.REMAINDER, metavar="...",
                    help="instead, the background generators' bench (procedural, and Stable Diffusion with random "
-                        "weights); the rest of the line goes to it, e.g. --backgrounds --procedural-only")
+                        "weights; --comfyui: ComfyUI round trips); the rest of the line goes to it, e.g. --backgrounds --procedural-only")
     p.add_argument("--stage-light", nargs=argparse.REMAINDER, metavar="...",
                    help="instead, the stage-light bench: real scenes darkened and washed in colour, how many faces keep "
                         "their normal-light emotion; the rest of the line goes to it, e.g. --stage-light --json")
