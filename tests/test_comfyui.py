@@ -687,12 +687,16 @@ def test_a_job_over_its_time_is_cancelled_on_the_server_and_procedural_stands_in
     wf = slow_workflow(tmp_path / "slow.json", blurs=8)
     before = set(b.all_history())
     with Pool(configs(tmp_path, [b.url], wf, timeout_s=1.5)) as p:
+        watch = QueueWatch(b)
         p.pool.submit(cue("anxiety", 0.6, 1))
         p.wait(lambda: p.backgrounds, 60, "the stand-in")
         bg = p.backgrounds[0]
         assert bg.generator == "procedural" and "no background after the time allowed (comfyui.timeout_s) (1.5 s)" in bg.note
         assert p.server(b.url)["timeouts"] == 1
+        p.pool.submit(cue("joy", 0.6, 2))  # right away: it waits until the server has let the first go
+        p.wait(lambda: len(p.backgrounds) >= 2, 60, "the second stand-in")
         assert p.pool.wait_idle(30)
+        assert watch.stop() == 1, "the server never held two of our prompts, not even after a timeout"
         p.wait(lambda: b.get("/queue")["queue_running"] == [], 30, "the server to let the prompt go")
         new = set(b.all_history()) - before
         assert new and set(_interrupted(b, new)) == new, "the timed-out prompt was interrupted on the server"

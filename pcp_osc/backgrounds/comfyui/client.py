@@ -409,35 +409,40 @@ class ComfyClient:
     async def wait_done(self, watch: _Watch, deadline: float, cancel: asyncio.Event) -> tuple[str, str, dict | None]:
         """Wait for the prompt to end: ("done"|"error"|"interrupted", text, history entry or None).
         Follows the WebSocket; while it is down, polls /history (and /queue, to see a server that
-        restarted and lost the prompt). Raises JobTimeout at the deadline, JobCancelled when
-        ``cancel`` is set (after taking the prompt off the server)."""
-        cancelled_at: float | None = None
+        restarted and lost the prompt). When ``cancel`` is set (JobCancelled) or the deadline
+        passes (JobTimeout), the prompt is taken off the server first, and a running one is
+        waited for until the server has let it go (CANCEL_GRACE_S at most): one job of ours at a
+        time on the server, also then."""
+        ending: ComfyError | None = None  # raised once the server has let the prompt go
+        ending_at = 0.0
         while True:
             now = time.monotonic()
-            if cancel.is_set() and cancelled_at is None:
-                cancelled_at = now
-                how = await self.cancel(watch.prompt_id)
-                if how in ("deleted", "gone"):
-                    raise JobCancelled(f"{self.name}: prompt {how}")
-            if cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_S:
-                raise JobCancelled(f"{self.name}: interrupted prompt still running after {CANCEL_GRACE_S:.0f} s")
-            if cancelled_at is None and now > deadline:
+            if ending is None and (cancel.is_set() or now > deadline):
+                if cancel.is_set():
+                    ending = JobCancelled(f"{self.name}: prompt interrupted")
+                else:
+                    ending = JobTimeout(f"{self.name}: no background after the time allowed (comfyui.timeout_s)")
+                ending_at = now
                 try:
-                    await self.cancel(watch.prompt_id)
+                    how = await self.cancel(watch.prompt_id)
                 except ComfyError:
-                    pass
-                raise JobTimeout(f"{self.name}: no background after the time allowed (comfyui.timeout_s)")
+                    how = "gone"  # the server is not answering: nothing more to wait for
+                if how in ("deleted", "gone"):
+                    raise ending
+            if ending is not None and now - ending_at > CANCEL_GRACE_S:
+                log.warning("%s: the cancelled prompt still runs after %.0f s; going on", self.name, CANCEL_GRACE_S)
+                raise ending
             if watch.done.done():
                 kind, text = watch.done.result()
-                if cancelled_at is not None:
-                    raise JobCancelled(f"{self.name}: prompt {kind}")
+                if ending is not None:
+                    raise ending
                 return kind, text, None
             if not self.connected:
                 entry = await self.history(watch.prompt_id)
                 if entry is not None and (entry.get("status") or {}).get("completed") is not None:
+                    if ending is not None:
+                        raise ending
                     st = entry.get("status") or {}
-                    if cancelled_at is not None:
-                        raise JobCancelled(f"{self.name}: prompt ended")
                     if st.get("status_str") == "error" or not st.get("completed", True):
                         return "error", _history_error(entry), entry
                     return "done", "", entry
@@ -447,6 +452,8 @@ class ComfyClient:
                     if again is not None:
                         continue
                     if watch.prompt_id not in running and watch.prompt_id not in pending:
+                        if ending is not None:
+                            raise ending
                         raise ServerDown(f"{self.name} lost the prompt (the server restarted?)")
             try:
                 await asyncio.wait_for(asyncio.shield(watch.done), POLL_PERIOD_S)
