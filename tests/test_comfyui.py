@@ -818,3 +818,20 @@ def test_an_address_that_is_not_comfyui_is_named(tmp_path):
             p.pool.stop()
     finally:
         httpd.shutdown()
+
+
+def test_the_servers_own_validation_error_reaches_the_status_by_name(tmp_path, comfy_servers):
+    """A value pcp-osc sets that the server refuses at POST /prompt (here the cue's confidence
+    bound to an integer input with a minimum of 1): the server's own message, by node and input,
+    in /pcp/status; the server is set aside, rechecked, and the procedural background stands in."""
+    _, b = comfy_servers
+    path = saveimage_workflow(tmp_path / "wf.json")
+    cfg = configs(tmp_path, [b.url], path, bind={"colour": "1.color", "confidence": "1.batch_size"})
+    with Pool(cfg) as p:
+        p.pool.submit(cue("anger", 0.4, 1))
+        p.wait(lambda: p.backgrounds, 60, "the stand-in")
+        assert p.backgrounds[0].generator == "procedural"
+        status = p.statuses[-1]
+        assert f"comfyui 127.0.0.1:{b.port} refused" in status
+        assert "node 1 (EmptyImage): Value 0 smaller than min of 1: batch_size" in status, status
+        assert b.get("/queue") == {"queue_running": [], "queue_pending": []}
