@@ -187,6 +187,9 @@ class Workflow:
                 f"workflow {self.path!r} takes nothing from the cue: no node is titled pcp:prompt, pcp:colour or pcp:init "
                 "(set the title in ComfyUI: right-click the node, Title) and comfyui.bind binds none of "
                 "prompt, colour, colour_hex, red, green, blue, init, emotion"
+                + ("; this file has no node titles at all (ComfyUI before 2024 saved none in API files): "
+                   "bind by NODE_ID.INPUT, or export it again from a newer ComfyUI"
+                   if not any(isinstance(n.get("_meta"), dict) for n in self.nodes.values()) else "")
             )
         self.bindings = bindings
         self.output_node = self._find_output(output)
