@@ -350,7 +350,7 @@ def test_cues_faster_than_the_server_cancel_stale_jobs(tmp_path, comfy_servers):
         p.pool.submit(cue("joy", 0.9, 1))
         p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "the first job to be queued")
         first = p.pool.servers[0].job.prompt_id
-        time.sleep(0.5)  # it runs now
+        p.wait(lambda: first in [x[1] for x in a.get("/queue")["queue_running"]], 30, "the first prompt to run")
         for i, emotion in enumerate(("anger", "sadness", "neutral"), start=2):
             p.pool.submit(cue(emotion, 0.8, i))
             time.sleep(0.05)
@@ -395,7 +395,8 @@ def test_a_server_stopped_mid_job(tmp_path, comfy_servers):
     with Pool(configs(tmp_path, [a.url, b.url], wf)) as p:
         p.pool.submit(cue("joy", 0.9, 1))
         p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "server a's job")
-        time.sleep(0.3)
+        pid = p.pool.servers[0].job.prompt_id
+        p.wait(lambda: pid in [x[1] for x in a.get("/queue")["queue_running"]], 30, "server a to run it")
         a.stop(kill=True)  # mid-job: the process is gone
         p.wait(lambda: p.backgrounds, 30, "the procedural stand-in")
         stand_in = p.backgrounds[0]
@@ -495,7 +496,7 @@ def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, comfy_serv
 
     a, b = comfy_servers
     web_port, control_port = free_port(), free_udp_port()
-    slow = slow_workflow(tmp_path / "slow.json", blurs=3, side=128)
+    slow = slow_workflow(tmp_path / "slow.json", blurs=6)  # seconds: the show's status is polled while it runs
     cfg = _show_config(tmp_path, [a.url, b.url], slow, web_port, control_port, receiver.target)
     proc = subprocess.Popen([sys.executable, "-m", "pcp_osc", "run", "--config", str(cfg), "--source", "demo", "--quiet"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "daemon.log", "w"))
