@@ -669,7 +669,8 @@ def test_a_dropped_websocket_mid_job_is_reconnected_and_the_job_still_delivers(t
         with Pool(configs(tmp_path, [proxy.url], wf)) as p:
             p.pool.submit(cue("sadness", 0.9, 1))
             p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "the job")
-            time.sleep(0.5)
+            pid = p.pool.servers[0].job.prompt_id
+            p.wait(lambda: pid in [x[1] for x in b.get("/queue")["queue_running"]], 30, "the server to run it")
             proxy.cut()  # the WebSocket (and any HTTP connection) drops; the server keeps running the prompt
             p.wait(lambda: p.backgrounds, 90, "the background")
             bg = p.backgrounds[0]
@@ -773,9 +774,9 @@ def test_a_shared_server_someone_elses_prompt_is_never_interrupted(tmp_path, com
     theirs["1"]["inputs"]["color"] = 0x123456
     req = urllib.request.Request(a.url + "/prompt", data=json.dumps({"prompt": theirs, "client_id": "the-artist"}).encode(),
                                  headers={"Content-Type": "application/json"})
-    their_id = json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10).read())["prompt_id"]
     wf = slow_workflow(tmp_path / "ours.json", blurs=1)
     with Pool(configs(tmp_path, [a.url], wf)) as p:
+        their_id = json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10).read())["prompt_id"]
         p.pool.submit(cue("joy", 0.9, 1))
         p.wait(lambda: p.pool.servers[0].job is not None and p.pool.servers[0].job.prompt_id, 30, "our first prompt queued")
         first = p.pool.servers[0].job.prompt_id
