@@ -220,8 +220,10 @@ class DefaultBackend:
         windows: dict[int, list] = {}
         for i, (x1, y1, x2, y2) in enumerate(tracks):
             face = max(x2 - x1, y2 - y1, 1.0)
-            # widened by the uncertainty, up to twice: wider, the face would be too small at RECHECK_MAX_PX
-            side = max(RECHECK_PER_FACE * face + 2 * min(float(unc[i]), face), RECHECK_PX / scale)
+            # widened by the uncertainty beyond a quarter face (a steady face's jitter fits the
+            # window as it is), up to twice: wider, the face would be too small at RECHECK_MAX_PX
+            extra = min(max(0.0, float(unc[i]) - 0.25 * face), face)
+            side = max(RECHECK_PER_FACE * face, RECHECK_PX / scale) + 2 * extra
             # seen at RECHECK_PX, or more when the window is wide, so the face stays >= ~28 px
             px = int(min(RECHECK_MAX_PX, max(RECHECK_PX, 32 * math.ceil(RECHECK_FACE_PX * side / face / 32))))
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2

@@ -37,6 +37,7 @@ import numpy as np
 THUMB_W, THUMB_H = 32, 18
 THUMB_MIN_STD = 4.0  # gray levels: a nearly flat picture (black) is not amplified into noise
 COST_EMA = 0.3  # weight of the newest measurement of a search's cost
+INTERVAL_EMA = 0.1  # weight of the newest interval between pictures
 COARSE_PER_SWEEP = 4  # the whole picture at detect_scale this many times per search_s
 
 
@@ -62,6 +63,7 @@ class SearchSchedule:
         self.thumb: np.ndarray | None = None
         self.tile_credit = 0.0
         self.coarse_credit = 0.0
+        self.interval_s: float | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -95,20 +97,25 @@ class SearchSchedule:
             self.tile_credit = self.coarse_credit = 0.0
             return Plan(True, reason, False, 0)
         dt = dt or 0.0
-        self.tile_credit += tiles * dt / self.search_s
-        self.coarse_credit += dt * COARSE_PER_SWEEP / self.search_s
-        n = min(tiles, int(math.floor(self.tile_credit)))
+        # the source's usual interval (a moving average): one slow picture (a hiccup) must
+        # not make the next one search several tiles at once (frame-to-OSC latency)
+        self.interval_s = dt if self.interval_s is None else (1 - INTERVAL_EMA) * self.interval_s + INTERVAL_EMA * dt
+        self.tile_credit = min(float(tiles), self.tile_credit + tiles * dt / self.search_s)
+        self.coarse_credit = min(1.0, self.coarse_credit + dt * COARSE_PER_SWEEP / self.search_s)
+        coarse = self.coarse_credit >= 1.0
+        if coarse:
+            self.coarse_credit -= 1.0
+        per_picture = max(1, math.ceil(tiles * self.interval_s / self.search_s))
         # searching may take budget x the time between pictures: on a machine too slow to
         # search every part within search_s, the sweep takes longer rather than each
         # picture taking longer (which would widen the gap and ask for more tiles still)
         tile_cost = self.cost_s.get("tile")
-        if n > 1 and tile_cost:
-            n = max(1, min(n, int(self.budget * dt / tile_cost)))
-            self.tile_credit = min(self.tile_credit, float(tiles))
+        if tile_cost:
+            per_picture = max(1, min(per_picture, int(self.budget * self.interval_s / tile_cost)))
+        if coarse:  # the coarse pass costs about two tiles: no tile besides it unless behind
+            per_picture -= 1
+        n = min(tiles, per_picture, int(math.floor(self.tile_credit)))
         self.tile_credit -= n
-        coarse = self.coarse_credit >= 1.0
-        if coarse:
-            self.coarse_credit -= 1.0
         return Plan(False, "", coarse, n)
 
     def _full_reason(self, dt: float | None, change: float, tracks: int, lost: int) -> str:
