@@ -190,6 +190,34 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def classifier_cost(faces: int = 8, seconds: float = 2.0, rounds: int = 3) -> dict[str, float]:
+    """Milliseconds per face of ``classify_boxes`` (crop, normalise, model; one batch of
+    ``faces``) for the plain classifier and the shipped defaults, interleaved, best of rounds."""
+    import time
+
+    from pcp_osc.config import ClassifierConfig, PerceptionConfig
+    from pcp_osc.data import crowd_frame
+    from pcp_osc.perception.default import DefaultBackend
+
+    image, boxes = crowd_frame(faces, seed=1)
+    cases = {
+        "plain (light off, no mirror, no noise floor)": ClassifierConfig(light="off", mirror=False, noise_floor=0.0),
+        "mirror only": ClassifierConfig(light="off", noise_floor=0.0),
+        "default (stretch, noise floor 10, mirror)": ClassifierConfig(),
+    }
+    backends = {k: DefaultBackend(PerceptionConfig(classifier=c)) for k, c in cases.items()}
+    best = {k: float("inf") for k in cases}
+    for _ in range(rounds):
+        for k, b in backends.items():
+            b.classify_boxes(image, boxes)
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds / rounds:
+                b.classify_boxes(image, boxes)
+                n += 1
+            best[k] = min(best[k], (time.perf_counter() - t0) / n / len(boxes) * 1000)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pcp_bench.stagelight", description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", default=",".join(f"{m}:{f:g}" for m, f in SETTINGS),
@@ -198,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default="photo,group", help="scene kinds: photo, group (default both)")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    ap.add_argument("--cost", action="store_true", help="instead, the classifier's cost per face (plain vs default)")
     args = ap.parse_args(argv)
+    if args.cost:
+        cost = classifier_cost()
+        print(json.dumps(cost, indent=2) if args.json else
+              "\n".join(f"{k:<46} {v:.3f} ms/face (8 faces, one batch)" for k, v in cost.items()))
+        return 0
     from pcp_osc.perception.classifier import LIGHT_MODES
 
     settings = []

@@ -135,7 +135,7 @@ _OWN_MODEL_KEYS = ("classes", "size_px", "colour", "mean", "std", "margin", "squ
 class PerceptionConfig:
     backend: str = opt("default", choices=("default", "yolo"), doc="default (shipped ONNX models) or yolo")
     weights: str = opt("", doc="YOLO weights (.pt or .onnx) for backend = yolo")
-    yolo_mode: str = opt("auto", choices=("auto", "detector", "classifier"), doc="read from the model, or forced")
+    yolo_mode: str = opt("auto", choices=("auto", "detector", "classifier"), doc="read from the model, or forced; classifier with a detect model: it reads each face crop (its most confident box's classes)")
     yolo_conf: float = opt(0.25, range=(0.001, 0.99), doc="YOLO detector: least class probability to keep a box")
     yolo_iou: float = opt(0.5, range=(0.05, 0.95), doc="YOLO detector: overlap (IoU) above which a weaker box of the same face is dropped")
     device: str = opt("cpu", doc='"cpu", "cuda", "cuda:0", "mps" or "auto"')

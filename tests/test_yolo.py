@@ -22,7 +22,7 @@ from pcp_osc.emotions import EMOTIONS
 from pcp_osc.evaluate import load_yolo_set, match_faces
 from pcp_osc.perception import PerceptionError, make_backend
 from pcp_osc.perception.yolo import YoloBackend, letterbox, to_tensor
-from yolo_session import REPO, offline_env
+from yolo_session import DETECT_TRAIN, REPO, _last_json, offline_env, pcp
 
 LOW_CONF = PerceptionConfig(backend="yolo", yolo_conf=0.25)
 
@@ -156,8 +156,8 @@ def test_korean_and_fer_class_names_map_onto_the_five(yolo_ws, tmp_path):
 
 
 def test_wrong_mode_or_missing_weights_are_clear_errors(yolo_ws, tmp_path):
-    with pytest.raises(PerceptionError, match="classifier"):
-        YoloBackend(LOW_CONF, yolo_ws.pt, "classifier")
+    with pytest.raises(PerceptionError, match=r"yolo_mode = detector but weights best\.pt are a classify model"):
+        YoloBackend(LOW_CONF, yolo_ws.cls_pt, "detector")
     with pytest.raises(PerceptionError, match="not found"):
         YoloBackend(LOW_CONF, tmp_path / "nope.onnx")
     with pytest.raises(PerceptionError, match="needs weights"):
@@ -179,3 +179,84 @@ def test_classifier_mode_scores_faces_from_the_shipped_detector(yolo_ws):
     a = YoloBackend(PerceptionConfig(), yolo_ws.cls_pt).classify_crops(crops)
     b = YoloBackend(PerceptionConfig(), yolo_ws.cls_onnx).classify_crops(crops)
     assert np.abs(a - b).max() < 1e-3
+
+
+# ---------------------------------------------------------------- a detect model reading face crops
+
+
+@pytest.fixture(scope="module")
+def crop_detector(yolo_ws):
+    """A YOLO *detect* model trained here on face crops -- each crop one image, its face one
+    box labelled with the emotion -- as published YOLO emotion models are trained; .pt and
+    its ONNX export."""
+    root = yolo_ws.root / "crop-det"
+    for split in ("train", "val", "test"):
+        for crop in sorted((yolo_ws.cls / split).glob("*/*.jpg")):
+            emotion = EMOTIONS.index(crop.parent.name)
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / "images" / split / crop.name), cv2.imread(str(crop)))
+            # the converter's crop: the face box grown by 20% a side, so the face is the middle 1/1.4
+            (root / "labels" / split / (crop.stem + ".txt")).write_text(f"{emotion} 0.5 0.5 0.714 0.714\n")
+    names = "\n".join(f"  {i}: {e}" for i, e in enumerate(EMOTIONS))
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n{names}\n")
+    pcp(yolo_ws.root, "train", "--data", str(root / "data.yaml"), "--out", str(root / "run"), *DETECT_TRAIN)
+    pt = root / "run" / "train" / "weights" / "best.pt"
+    _last_json(pcp(yolo_ws.root, "export", str(pt), "--out", str(root / "crop-det.onnx"), "--json").stdout)
+    return pt, root / "crop-det.onnx"
+
+
+def _labelled_crops(ws, split="test"):
+    items = sorted((ws.cls / split).glob("*/*.jpg"))
+    return [cv2.imread(str(p)) for p in items], np.array([EMOTIONS.index(p.parent.name) for p in items])
+
+
+def test_a_detect_model_reads_face_crops_as_a_classifier(yolo_ws, crop_detector):
+    crops, truth = _labelled_crops(yolo_ws)
+    assert len(crops) >= 10 and len(set(truth.tolist())) >= 4
+    cfg = PerceptionConfig(backend="yolo")
+    cfg.classifier.mirror = False  # the published usage exactly: one crop, its most confident box
+    readings = []
+    for weights in crop_detector:
+        backend = YoloBackend(cfg, weights, "classifier")
+        assert backend.mode == "classifier" and backend.crop_detector and backend.class_names == list(EMOTIONS)
+        scores = backend.classify_crops(crops)
+        assert scores.shape == (len(crops), 5) and np.allclose(scores.sum(axis=1), 1, atol=1e-5)
+        accuracy = float((scores.argmax(axis=1) == truth).mean())
+        assert accuracy >= 0.4, (weights.name, accuracy)  # a minute of training on drawn faces; chance is 0.2
+        readings.append(scores)
+    assert np.abs(readings[0] - readings[1]).max() < 1e-2  # .pt and its ONNX export read alike
+    # ultralytics' own predict() on the same crops: the class of its most confident box is our reading
+    from pcp_osc.perception.yolo_offline import ultralytics_offline
+
+    ultralytics_offline()
+    from ultralytics import YOLO
+
+    results = YOLO(str(crop_detector[0])).predict(crops, imgsz=64, conf=0.001, verbose=False)
+    top = [int(r.boxes.cls[int(r.boxes.conf.argmax())]) if len(r.boxes) else -1 for r in results]
+    assert all(t >= 0 for t in top)
+    assert readings[0].argmax(axis=1).tolist() == top
+
+
+def test_a_detect_model_as_classifier_scores_the_shipped_detectors_faces(yolo_ws, crop_detector):
+    photos = [shipped.photo(n) for n in shipped.photo_names()]
+    boxes = make_backend(PerceptionConfig(), backend="default").detect_many(photos)
+    backend = make_backend(PerceptionConfig(backend="yolo", yolo_mode="classifier"), weights=str(crop_detector[1]))
+    faces = backend.detect_many(photos)
+    for a, b in zip(faces, boxes):
+        np.testing.assert_allclose(a.boxes, b.boxes)  # every face the shipped detector found ...
+        assert len(a) and np.allclose(a.scores.sum(axis=1), 1, atol=1e-5)  # ... has a reading
+    # read from the model's task, the same weights are a full-frame detector
+    assert YoloBackend(LOW_CONF, crop_detector[1]).mode == "detector"
+
+
+def test_mirror_averaging_in_yolo_classifier_mode(yolo_ws, crop_detector):
+    crops, _ = _labelled_crops(yolo_ws)
+    crops = crops[:6]
+    mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+    on = YoloBackend(PerceptionConfig(backend="yolo"), crop_detector[1], "classifier")
+    off_cfg = PerceptionConfig(backend="yolo")
+    off_cfg.classifier.mirror = False
+    off = YoloBackend(off_cfg, crop_detector[1], "classifier")
+    assert np.allclose(on.classify_crops(crops), on.classify_crops(mirrored), atol=1e-5)
+    assert np.allclose(on.classify_crops(crops), (off.classify_crops(crops) + off.classify_crops(mirrored)) / 2, atol=1e-5)

@@ -8,10 +8,17 @@ Two modes (``perception.yolo_mode``):
   ``detection_confidence`` is the strongest class probability (YOLO's own box
   confidence). Non-maximum suppression is class-agnostic: one face is one box,
   whatever emotions compete for it.
-- ``classifier``: a YOLO classification model run on the faces found by the
-  shipped face detector.
+- ``classifier``: a YOLO model run on the faces found by the shipped face
+  detector, one square crop per face (the face and 20% around it). A
+  classification model gives its class probabilities. A *detect* model trained
+  on face crops (how published YOLO emotion models are used) gives the class
+  probabilities of the most confident box it finds in the crop -- the top box's
+  class is the reading -- whether or not that box clears ``yolo_conf``: every
+  face the shipped detector found gets a reading. With
+  ``perception.classifier.mirror`` each crop and its mirror image are read and
+  averaged, as the shipped classifier does.
 
-``auto`` reads the mode from the model's task. Weights are either an
+``auto`` reads the mode from the model's task (a detect model: ``detector``). Weights are either an
 ultralytics ``.pt`` (run with torch) or an exported ``.onnx`` run on
 onnxruntime **without** importing torch or ultralytics: class names, task and
 input size come from the metadata ultralytics writes into the ONNX file, and
@@ -274,6 +281,10 @@ class YoloBackend:
             raise PerceptionError(
                 f"YOLO weights {path.name} are a {self.runner.task!r} model; the YOLO backend runs detect or classify models"
             )
+        # A detect model may read face crops (yolo_mode = classifier); a classify model cannot find faces.
+        self.crop_detector = mode == "classifier" and model_mode == "detector"
+        if self.crop_detector:
+            model_mode = "classifier"
         if mode != "auto" and mode != model_mode:
             raise PerceptionError(
                 f"yolo_mode = {mode} but weights {path.name} are a {self.runner.task} model ({model_mode}); "
@@ -285,6 +296,8 @@ class YoloBackend:
                 f"export them again with `pcp-osc export`"
             )
         self.mode = model_mode
+        classifier_cfg = getattr(cfg, "classifier", None)
+        self.mirror = bool(getattr(classifier_cfg, "mirror", False))
         self.conf_threshold = float(getattr(cfg, "yolo_conf", 0.25))
         self.iou_threshold = float(getattr(cfg, "yolo_iou", 0.5))
         self.min_face_px = int(getattr(cfg, "min_face_px", 0))
@@ -296,7 +309,7 @@ class YoloBackend:
             self.face_detector = _shipped_face_detector(cfg)
         log.info(
             "YOLO %s from %s (%s, input %dx%d, classes %s, on %s)",
-            self.mode, path.name, self.format, self.runner.imgsz[1], self.runner.imgsz[0],
+            "detect model reading face crops" if self.crop_detector else self.mode, path.name, self.format, self.runner.imgsz[1], self.runner.imgsz[0],
             ", ".join(self.class_names), self.runner.device,
         )
 
@@ -375,15 +388,40 @@ class YoloBackend:
     # -- classifier mode
 
     def classify_crops(self, crops_bgr: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, 5) emotion scores for face crops (classifier weights only)."""
+        """(n, 5) emotion scores for face crops (yolo_mode = classifier): with ``mirror``,
+        each crop and its mirror image in one batch, averaged."""
         if self.mode != "classifier":
-            raise PerceptionError(f"YOLO weights {self.weights.name} are a detector; classify_crops needs classify weights")
-        if not len(crops_bgr):
+            raise PerceptionError(
+                f"YOLO weights {self.weights.name} run as a detector; classify_crops needs yolo_mode = classifier"
+            )
+        n = len(crops_bgr)
+        if not n:
             return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-        h, w = self.imgsz
-        resized = [cv2.resize(_as_bgr(c), (w, h), interpolation=cv2.INTER_LINEAR) for c in crops_bgr]
-        probs = self.runner(to_tensor(resized))  # softmax over the model's classes
+        crops = [_as_bgr(c) for c in crops_bgr]
+        if self.mirror:
+            crops += [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        probs = self._crop_detections(crops) if self.crop_detector else self._crop_classes(crops)
+        if self.mirror:
+            probs = (probs[:n] + probs[n:]) / 2
         return self._five(probs)
+
+    def _crop_classes(self, crops: list[np.ndarray]) -> np.ndarray:
+        h, w = self.imgsz
+        resized = [cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in crops]
+        return self.runner(to_tensor(resized))  # softmax over the model's classes
+
+    def _crop_detections(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Per crop, the class probabilities of the most confident box a detect model finds in it."""
+        raw = self.runner(to_tensor([letterbox(c, self.imgsz)[0] for c in crops]))  # (n, 4 + nc, anchors)
+        nc = len(self.class_names)
+        if raw.shape[1] != 4 + nc:
+            raise PerceptionError(
+                f"YOLO weights {self.weights.name}: output has {raw.shape[1]} rows per anchor, expected 4 + {nc} classes"
+            )
+        probs = raw[:, 4:, :]  # (n, nc, anchors), sigmoid class probabilities
+        best = probs.max(axis=1).argmax(axis=1)  # the most confident box of each crop
+        top = np.take_along_axis(probs, best[:, None, None], axis=2)[:, :, 0]
+        return top / np.maximum(top.sum(axis=1, keepdims=True), 1e-12)  # a distribution, as a classify model's
 
     def _classify_faces(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]:
         found = self.face_detector.detect_many(list(images_bgr))
