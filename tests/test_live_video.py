@@ -313,3 +313,36 @@ def test_two_videos_in_one_detect_run_are_two_streams(tmp_path):
     ids_a = {f["track"] for row in a for f in row["faces"]}
     ids_b = {f["track"] for row in b for f in row["faces"]}
     assert ids_a and ids_b and not ids_a & ids_b
+
+
+def test_the_search_follows_the_sources_clock_not_frame_counts():
+    from pcp_osc.perception.schedule import SearchSchedule
+
+    picture = window(scene("group_flags").image, 0, 0)
+
+    def run(interval_s: float, seconds: float, full_cost_s: float, tile_cost_s: float = 0.005):
+        s = SearchSchedule(search_s=2.0, budget=0.5, cut_change=0.35)
+        plans, t = [], 0.0
+        while t < seconds - 1e-9:
+            dt, change = s.observe(t, picture)
+            plan = s.plan(dt, change, tracks=6, lost=0, tiles=40)
+            if plan.full:
+                s.record("full", full_cost_s)
+            for _ in range(plan.tiles):
+                s.record("tile", tile_cost_s)
+            plans.append(plan)
+            t += interval_s
+        return plans
+
+    # 30 fps and 10 fps cameras: after the first picture, every one of the 40 small-face
+    # tiles is searched within 2 s, a few per picture (no picture carries the lot).
+    for fps in (30, 10):
+        plans = run(1 / fps, 2.0 + 1 / fps, full_cost_s=0.4)
+        assert plans[0].full and not any(p.full for p in plans[1:])
+        assert sum(p.tiles for p in plans[1:]) >= 40
+        assert max(p.tiles for p in plans[1:]) <= 40 / fps / 2 + 1
+        assert sum(p.coarse for p in plans[1:]) >= 3  # the whole picture at 0.5x every 0.5 s
+    # a picture a second and a whole search that fits half of it: every picture whole
+    assert all(p.full for p in run(1.0, 10.0, full_cost_s=0.3))
+    # a picture every 2 s (search_s): whole every time, even on a slow machine
+    assert all(p.full for p in run(2.0, 20.0, full_cost_s=5.0))

@@ -38,6 +38,7 @@ THUMB_W, THUMB_H = 32, 18
 THUMB_MIN_STD = 4.0  # gray levels: a nearly flat picture (black) is not amplified into noise
 COST_EMA = 0.3  # weight of the newest measurement of a search's cost
 INTERVAL_EMA = 0.1  # weight of the newest interval between pictures
+FULL_REMEASURE_S = 10.0
 COARSE_PER_SWEEP = 4  # the whole picture at detect_scale this many times per search_s
 
 
@@ -56,6 +57,7 @@ class SearchSchedule:
         self.cut_change = float(cut_change)
         self.cost_s: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self.full_measured_t: float | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -85,8 +87,12 @@ class SearchSchedule:
     def record(self, kind: str, seconds: float) -> None:
         """The measured cost of one search of ``kind`` ("full", "coarse", "tile")."""
         old = self.cost_s.get(kind)
-        self.cost_s[kind] = seconds if old is None else (1 - COST_EMA) * old + COST_EMA * seconds
+        # whole searches are rare: the latest is the best estimate (the first one of a
+        # stream also warms the detector up and costs more); the pieces are averaged
+        self.cost_s[kind] = seconds if old is None or kind == "full" else (1 - COST_EMA) * old + COST_EMA * seconds
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "full":
+            self.full_measured_t = self.last_t
 
     # ------------------------------------------------------------------ decision
 
@@ -129,5 +135,10 @@ class SearchSchedule:
             return "slow source"
         cost = self.cost_s.get("full")
         if cost is not None and cost <= self.budget * dt:
+            return "time allows"
+        # an estimate can go stale (measured once, on a busy moment): when it is nearly
+        # in budget and FULL_REMEASURE_S old, search whole once more to measure again
+        stale = self.full_measured_t is None or self.last_t - self.full_measured_t >= FULL_REMEASURE_S
+        if cost is not None and stale and cost <= 2 * self.budget * dt:
             return "time allows"
         return ""
