@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     out = sys.stdout
     if not args.json:
-        out.write(f"{'file':<40} {'frame':>5}  {'faces':>5}  each face: [x1, y1, x2, y2] -> emotion confidence\n")
+        out.write(f"{'file':<40} {'frame':>5}  {'faces':>5}  each face: [x1, y1, x2, y2] #track (video) -> emotion confidence\n")
     for path in args.inputs:
         try:
             for frame_index, image, still, t in _frames(path, args.every):
@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
                     out.write(json.dumps({"image": path, "frame": frame_index, "faces": faces.to_json()}) + "\n")
                 else:
                     desc = "; ".join(
-                        f"[{', '.join(str(int(round(v))) for v in f['box'])}] -> {f['emotion']} {f['confidence']:.2f}"
+                        f"[{', '.join(str(int(round(v))) for v in f['box'])}]"
+                        + (f" #{f['track']}" if "track" in f else "")
+                        + f" -> {f['emotion']} {f['confidence']:.2f}"
                         for f in faces.to_json()) or "-"
                     out.write(f"{_short(path):<40} {frame_index:>5}  {len(faces):>5}  {desc}\n")
                 out.flush()
