@@ -346,3 +346,10 @@ def test_the_search_follows_the_sources_clock_not_frame_counts():
     assert all(p.full for p in run(1.0, 10.0, full_cost_s=0.3))
     # a picture every 2 s (search_s): whole every time, even on a slow machine
     assert all(p.full for p in run(2.0, 20.0, full_cost_s=5.0))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "soon"])
+def test_a_bad_picture_time_is_refused_clearly(bad):
+    b = DefaultBackend(PerceptionConfig(threads=1))
+    with pytest.raises(ValueError, match="timestamp_s"):
+        b.detect(window(scene("group_flags").image, 0, 0), bad)

@@ -103,7 +103,7 @@ class DefaultBackend:
         image = _check_image(image_bgr)
         if self._live is None:
             self._live = LiveSearch(self, self.cfg, self.region)
-        t = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        t = time.monotonic() if timestamp_s is None else _timestamp(timestamp_s)
         boxes, conf, ids = self._live.step(image, t)
         # each followed face's expression is read again every cfg.reread_s (new faces at
         # once); in between it keeps its latest reading
@@ -320,6 +320,17 @@ class DefaultBackend:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _timestamp(value: object) -> float:
+    """A picture's time in seconds, or a ValueError that says what is wrong."""
+    try:
+        t = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"timestamp_s {value!r} is not a number of seconds") from None
+    if not math.isfinite(t):
+        raise ValueError(f"timestamp_s {value!r} is not a finite number of seconds (e.g. time.monotonic(), or a video frame's time)")
+    return t
 
 
 def _check_image(image: object, what: str = "image") -> np.ndarray:

@@ -29,7 +29,11 @@ The assignment itself is ``lap.lapjv``, the solver the ByteTrack reference uses.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # ByteTrack's noise model (as in its reference Kalman filter), per 1/30 s: position
 # noise 1/20 of the face height, velocity noise 1/160 of it.
@@ -41,7 +45,7 @@ MATCH_IOU = 0.3
 # A detection overlapping an already matched face this much is that face again (a search
 # tile found what the re-check found).
 DUPLICATE_IOU = 0.3
-MAX_TRACKS = 64
+MAX_TRACKS = 256  # faces followed at once (each costs a re-check window per picture)
 # ... and a track ends only once it has also been missed in this many pictures (a slow
 # machine or source: two pictures can be further apart than hold_s).
 MIN_MISSES = 3
@@ -64,6 +68,7 @@ class FaceTracker:
         self.t: float | None = None
         self._next_id = 1
         self.ended = 0  # tracks ended so far (lost for hold_s)
+        self.full_warned = False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -175,6 +180,10 @@ class FaceTracker:
         # 4. confident detections that match nothing are new faces.
         new = np.flatnonzero((det_track == -1) & (conf >= self.confident))
         room = max(0, self.max_tracks - n)
+        if len(new) > room and not self.full_warned:
+            self.full_warned = True
+            log.warning("%d faces are followed already, the most this tracker follows; more faces are not "
+                        "reported (set perception.region to the audience, or use a lower resolution)", self.max_tracks)
         new = new[np.argsort(-conf[new], kind="stable")][:room]
         if len(new):
             ids[new] = self._start(t, boxes[new])

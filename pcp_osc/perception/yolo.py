@@ -329,7 +329,9 @@ class YoloBackend:
         faces = self._in_region(image_bgr, self._detect([image_bgr])[0])
         if self._tracker is None:
             self._tracker = FaceTracker(hold_s=float(getattr(self.cfg, "track_hold_s", 0.5)), confident=self.conf_threshold)
-        t = time.monotonic() if timestamp_s is None else float(timestamp_s)
+        from .default import _timestamp
+
+        t = time.monotonic() if timestamp_s is None else _timestamp(timestamp_s)
         if self._tracker.t is not None and t < self._tracker.t:
             self._tracker.reset()  # time went back: another video
         self._tracker.predict(t)
