@@ -190,7 +190,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def classifier_cost(faces: int = 8, seconds: float = 2.0, rounds: int = 3) -> dict[str, float]:
+def classifier_cost(faces: int = 8, seconds: float = 6.0, rounds: int = 6) -> dict[str, float]:
     """Milliseconds per face of ``classify_boxes`` (crop, normalise, model; one batch of
     ``faces``) for the plain classifier and the shipped defaults, interleaved, best of rounds."""
     import time
@@ -205,7 +205,7 @@ def classifier_cost(faces: int = 8, seconds: float = 2.0, rounds: int = 3) -> di
         "mirror only": ClassifierConfig(light="off", noise_floor=0.0),
         "default (stretch, noise floor 10, mirror)": ClassifierConfig(),
     }
-    backends = {k: DefaultBackend(PerceptionConfig(classifier=c)) for k, c in cases.items()}
+    backends = {k: DefaultBackend(PerceptionConfig(threads=1, classifier=c)) for k, c in cases.items()}  # one thread: steadier on a busy machine
     best = {k: float("inf") for k in cases}
     for _ in range(rounds):
         for k, b in backends.items():
