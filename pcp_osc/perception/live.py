@@ -8,6 +8,7 @@ Per picture (``LiveSearch.step``):
    found again in every picture where it is visible, whatever the search cadence;
 3. the schedule (schedule.py) picks the search for new faces: the whole picture, or
    this picture's share of the small-face tiles and of the coarse whole-picture pass;
+   while the camera pans, the strip along the edge where new faces come in as well;
 4. the detections are matched to the tracks (tracking.py); only faces seen in this
    picture are reported, each with its track id; a face unseen for ``track_hold_s``
    ends its track.
@@ -27,8 +28,9 @@ from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
 
-# The camera counts as panning when the median of the followed faces' velocities is at
-# least this (px/s; 1 px per frame at 30 fps is 30), with at least this many faces.
+# The camera counts as panning when the faces found in two pictures in a row moved, by
+# their median, at least this fast (px/s; 1 px per frame at 30 fps is 30), with at least
+# this many faces.
 PAN_MIN_PX_S = 15.0
 PAN_MIN_TRACKS = 2
 # ... and when it has moved this far one way: a seated audience sways a few px to and
@@ -41,7 +43,7 @@ EDGE_STRIP_PX = 112
 EDGE_SPARE_PX = 48
 EDGE_MIN_PERIOD_S = 0.1
 
-MAX_READINGS_KEPT = 64
+MAX_READINGS_KEPT = 64  # readings of ended tracks kept before they are forgotten
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
@@ -123,13 +125,13 @@ class LiveSearch:
                 t0 = time.perf_counter()
                 parts.append(b._find_in_region(image, "off", geo, filter_region=False))
                 self.schedule.record("coarse", time.perf_counter() - t0)
-            todo = [self.tiles[(self.cursor + k) % len(self.tiles)] for k in range(plan.tiles)]
+            todo = [("tile", self.tiles[(self.cursor + k) % len(self.tiles)]) for k in range(plan.tiles)]
             self.cursor += plan.tiles
-            todo += self._edge_strips(dt or 0.0) if mode == "sweep" else []
-            for tile in todo:
+            todo += [("edge", s) for s in self._edge_strips(dt or 0.0)] if mode == "sweep" else []
+            for kind, region in todo:
                 t0 = time.perf_counter()
-                parts.append(b._search_region(image, tile, small))
-                self.schedule.record("tile", time.perf_counter() - t0)
+                parts.append(b._search_region(image, region, small))
+                self.schedule.record(kind, time.perf_counter() - t0)
         sb = np.concatenate([EMPTY_BOXES] + [p[0] for p in parts])
         sc = np.concatenate([EMPTY_CONF] + [p[1] for p in parts])
         if len(parts) > 1 and len(sb):
@@ -185,7 +187,7 @@ class LiveSearch:
             out[j] = self._read[int(ids[j])][0]
         for j in np.flatnonzero(now):
             self._read[int(ids[j])] = (out[j].copy(), t)
-        if len(self._read) > 4 * MAX_READINGS_KEPT:  # forget faces whose tracks ended
+        if len(self._read) > 2 * len(self.tracker) + MAX_READINGS_KEPT:  # forget faces whose tracks ended
             alive = set(int(i) for i in self.tracker.ids)
             self._read = {i: r for i, r in self._read.items() if i in alive}
         return out
