@@ -182,6 +182,9 @@ def feathered_paste(canvas: np.ndarray, image: np.ndarray, x0: int, y0: int) -> 
     a = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
     dst = canvas[cy0:cy1, cx0:cx1].astype(np.float32)
     canvas[cy0:cy1, cx0:cx1] = np.clip(src * a + dst * (1 - a), 0, 255).astype(np.uint8)
+    # what it hides: where it is at least half opaque
+    half = feather // 2
+    cx0, cy0, cx1, cy1 = max(0, x0 + half), max(0, y0 + half), min(W, x0 + w - half), min(H, y0 + h - half)
     return cx0, cy0, cx1, cy1
 
 

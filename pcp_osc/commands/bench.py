@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--live", action="store_true", help="instead, live video from real photographs: a camera pan with a cut "
                    "(found share, flicker, track ids, fer side by side) and a slow source (a picture every 2 s)")
+    p.add_argument("--stills", action="store_true", help="instead, photographs: 1280x720 stills from real scenes (faces "
+                   "20..110 px) searched whole, pictures per second and faces found (fer side by side), and the false "
+                   "boxes on the real scenes at their own size and from a 4K camera")
     p.add_argument("--backgrounds", nargs=argparse.REMAINDER, metavar="...",
                    help="instead, the background generators' bench (procedural, and Stable Diffusion with random "
                         "weights; --comfyui: ComfyUI round trips); the rest of the line goes to it, e.g. --backgrounds --procedural-only")
@@ -43,6 +46,21 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError, load_config
     from ..perception import PerceptionError
 
+    if args.stills:
+        from pcp_bench.stills import format_stills, run_stills_bench
+
+        if not 0.5 <= args.seconds <= 600:
+            print(f"pcp-osc bench: --seconds {args.seconds} is out of range; allowed 0.5..600", file=sys.stderr)
+            return 2
+        try:
+            result = run_stills_bench(load_config(args.config), seconds=args.seconds,
+                                      fer=False if args.no_fer else args.fer_python,
+                                      progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+        except (ConfigError, PerceptionError, RuntimeError, ValueError) as e:
+            print(f"pcp-osc bench: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=2) if args.json else format_stills(result))
+        return 0
     if args.live:
         from pcp_bench.live import format_live, run_live_bench
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from ..types import Faces
+from . import search as face_search
 from .classifier import ExpressionClassifier, onnx_session
 from .live import LiveSearch
 from .region import AudienceRegion
@@ -159,14 +160,15 @@ class DefaultBackend:
     def _find_faces(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (frame px) and confidences of a whole-picture search.
 
-        ``off``: the whole frame at detect_scale. ``full``: that, and the whole frame again
-        at small_face_scale (photographs, and live video's whole-picture searches)."""
+        ``off``: the whole frame at detect_scale. ``full``: every face from the smallest
+        small_face_scale is there for, coarse to fine, the doubtful ones verified
+        (photographs, and live video's whole-picture searches; :meth:`_search_full`)."""
         h, w = image.shape[:2]
         small = float(self.cfg.small_face_scale)
         if mode == "off" or small <= self.cfg.detect_scale:
             parts = [self._search(image, float(self.cfg.detect_scale))]
         else:
-            parts = [self._search(image, float(self.cfg.detect_scale)), self._search(image, small)]
+            parts = [self._search_full(image)]
         boxes = np.concatenate([b for b, _ in parts])
         conf = np.concatenate([c for _, c in parts])
         if len(parts) > 1 and len(boxes):
@@ -178,22 +180,74 @@ class DefaultBackend:
             boxes, conf = boxes[keep], conf[keep]
         return boxes, conf
 
-    def _search(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """The whole image at ``scale``: in one piece up to detect_side, else tiled (or,
-        with tile = false, shrunk to detect_side)."""
+    def _search_full(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every face of the picture from RELIABLE_FACE_PX / small_face_scale px up, coarse
+        to fine with each doubtful one verified (see perception/search.py)."""
         h, w = image.shape[:2]
+        image = face_search.detector_view(image)
+        fine = self._effective_scale(w, h, face_search.fine_scale(self.cfg.small_face_scale))
+        passes = [fine]
+        if min(w, h) * fine > face_search.LARGEST_FINE_FACE_PX:
+            passes.append(fine * face_search.LARGE_PASS_RATIO)
+        boxes, conf, scales = [], [], []
+        for i, scale in enumerate(passes):
+            b, c = self._search(image, scale, face_search.CANDIDATE_SCORE)
+            if i:  # the large pass: only the faces the fine pass cannot see whole
+                keep = (b[:, 3] - b[:, 1]) * scale >= face_search.RELIABLE_FACE_PX
+                b, c = b[keep], c[keep]
+            boxes.append(b)
+            conf.append(c)
+            scales.append(np.full(len(b), scale, np.float32))
+        boxes, conf, scales = np.concatenate(boxes), np.concatenate(conf), np.concatenate(scales)
+        if len(passes) > 1 and len(boxes):
+            keep = nms(boxes, conf, TILE_MERGE_IOU, containment=True)
+            boxes, conf, scales = boxes[keep], conf[keep], scales[keep]
+        return self._verified(image, boxes, conf, scales)
+
+    def _verified(self, image: np.ndarray, boxes: np.ndarray, conf: np.ndarray,
+                  scales: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """The faces among boxes found at ``scales`` (per box, or one for all) with a low
+        threshold: those in the detector's own regime taken, the doubtful ones verified in
+        a small window each (one batch), the rest dropped (see perception/search.py).
+        Any search at an upscaled or low-threshold setting can pass its boxes through this."""
+        if not len(boxes):
+            return boxes, conf
+        taken, doubtful = face_search.split_candidates(boxes, conf, scales, float(self.cfg.min_face_px),
+                                                       float(self.cfg.face_threshold))
+        order = np.flatnonzero(doubtful)
+        order = order[np.argsort(-conf[order], kind="stable")][:face_search.MAX_CANDIDATES]
+        score = max(face_search.VERIFY_SCORE, float(self.cfg.face_threshold))
+        vb, vc = face_search.verify(self._run_detector, image, boxes[order], score)
+        boxes = np.concatenate([boxes[taken], vb])
+        conf = np.concatenate([conf[taken], vc])
+        if len(vb):
+            keep = nms(boxes, conf, TILE_MERGE_IOU, containment=True)
+            boxes, conf = boxes[keep], conf[keep]
+        return boxes, conf
+
+    def _effective_scale(self, w: int, h: int, scale: float) -> float:
+        """``scale``, or less where the scaled image would exceed detect_side and tile = false."""
         side = int(self.cfg.detect_side)
         if max(w, h) * scale > side and not self.cfg.tile:
-            scale = side / max(w, h)
+            return side / max(w, h)
+        return scale
+
+    def _search(self, image: np.ndarray, scale: float, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The whole image at ``scale``: in one piece up to detect_side, else tiled (or,
+        with tile = false, shrunk to detect_side). ``threshold``: least face score kept
+        (default cfg.face_threshold)."""
+        h, w = image.shape[:2]
+        side = int(self.cfg.detect_side)
+        scale = self._effective_scale(w, h, scale)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         # Bilinear down to half size is 5x cheaper than INTER_AREA and the detector does
         # not see the difference; below half, area averaging avoids aliasing.
         interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
         scaled = image if (sw, sh) == (w, h) else cv2.resize(image, (sw, sh), interpolation=interp)
         if max(sw, sh) <= side:
-            boxes, conf = self._detect_tile(scaled)
+            boxes, conf = self._detect_tile(scaled, threshold)
         else:
-            boxes, conf = self._detect_tiled(scaled, side)
+            boxes, conf = self._detect_tiled(scaled, side, threshold)
         boxes /= np.array([sw / w, sh / h, sw / w, sh / h], np.float32)
         return boxes, conf
 
@@ -260,37 +314,39 @@ class DefaultBackend:
             return empty
         return np.array(found_boxes, np.float32), np.array(found_conf, np.float32), np.array(found_track, np.int64)
 
-    def _detect_tiled(self, scaled: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    def _detect_tiled(self, scaled: np.ndarray, side: int, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         sh, sw = scaled.shape[:2]
         tile_w = min(sw, side)
         tile_h = min(sh, side)
         all_boxes, all_conf = [np.zeros((0, 4), np.float32)], [np.zeros((0,), np.float32)]
         for y0 in _tile_starts(sh, tile_h, TILE_OVERLAP_PX):
             for x0 in _tile_starts(sw, tile_w, TILE_OVERLAP_PX):
-                b, c = self._detect_tile(scaled[y0:y0 + tile_h, x0:x0 + tile_w])
+                b, c = self._detect_tile(scaled[y0:y0 + tile_h, x0:x0 + tile_w], threshold)
                 all_boxes.append(b + np.array([x0, y0, x0, y0], np.float32))
                 all_conf.append(c)
         boxes, conf = np.concatenate(all_boxes), np.concatenate(all_conf)
         keep = nms(boxes, conf, TILE_MERGE_IOU, containment=True)
         return boxes[keep], conf[keep]
 
-    def _detect_tile(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _detect_tile(self, tile: np.ndarray, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Faces in one detector input; boxes in the tile's pixels."""
         th, tw = tile.shape[:2]
-        boxes, conf = self._run_detector(np.ascontiguousarray(tile)[None])[0]
+        boxes, conf = self._run_detector(np.ascontiguousarray(tile)[None], threshold)[0]
         np.clip(boxes, 0, [tw, th, tw, th], out=boxes)
         return boxes, conf
 
-    def _run_detector(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(N, H, W, 3) uint8 BGR -> per image (boxes, conf) after NMS. Any H, W: the
-        priors use ceil(size / stride), which is what the network's padded stride-2
-        convolutions produce, so no padding to a stride multiple is needed."""
+    def _run_detector(self, batch: np.ndarray, threshold: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(N, H, W, 3) uint8 BGR -> per image (boxes, conf) after NMS, faces scored above
+        ``threshold`` (default cfg.face_threshold). Any H, W: the priors use
+        ceil(size / stride), which is what the network's padded stride-2 convolutions
+        produce, so no padding to a stride multiple is needed."""
         n, ph, pw = batch.shape[:3]
         loc, score = self._detector.run(None, {"image_bgr": batch})
         priors = self._priors_for(ph, pw)
+        threshold = self.cfg.face_threshold if threshold is None else threshold
         out = []
         for i in range(n):
-            idx = np.flatnonzero(score[i] > self.cfg.face_threshold)
+            idx = np.flatnonzero(score[i] > threshold)
             if not len(idx):
                 out.append((np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)))
                 continue
@@ -379,9 +435,15 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-6)
 
 
+# Containment merges half a face (cut by a tile's edge) into the whole one; a box less
+# than this fraction of the other's area is another, smaller face, not a half.
+CONTAINED_AREA_MIN = 0.2
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: bool = False) -> np.ndarray:
     """Indices kept by greedy non-maximum suppression, best first. With ``containment``,
-    a box mostly inside a better one is dropped too (half a face cut by a tile edge)."""
+    a box mostly inside a better one of similar size is dropped too (half a face cut by
+    a tile edge; a far smaller face inside a large box is kept)."""
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = boxes.T
     areas = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
@@ -395,6 +457,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, containment: bool = F
         inter = iw * ih
         overlap = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-6)
         if containment:
-            overlap = np.maximum(overlap, inter / np.maximum(np.minimum(areas[i], areas[rest]), 1e-6))
+            small, large = np.minimum(areas[i], areas[rest]), np.maximum(areas[i], areas[rest])
+            inside = inter / np.maximum(small, 1e-6)
+            overlap = np.where(small >= CONTAINED_AREA_MIN * large, np.maximum(overlap, inside), overlap)
         order = rest[overlap <= iou]
     return np.array(keep, dtype=np.int64)
