@@ -353,3 +353,14 @@ def test_a_bad_picture_time_is_refused_clearly(bad):
     b = DefaultBackend(PerceptionConfig(threads=1))
     with pytest.raises(ValueError, match="timestamp_s"):
         b.detect(window(scene("group_flags").image, 0, 0), bad)
+
+
+def test_the_dashboard_reports_the_audience_region():
+    from pcp_osc.daemon import Daemon
+    from pcp_osc.web.server import WebDashboard
+
+    cfg = config_from_dict({"capture": {"source": "demo"}, "log": {"enabled": False}, "generator": {"kind": "off"},
+                            "osc": {"control_port": 0, "control_host": "127.0.0.1"},
+                            "perception": {"region": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]}})
+    dash = WebDashboard(Daemon(cfg, perception=False), cfg.web)
+    assert dash._status_json()["audience_region"] == [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]
