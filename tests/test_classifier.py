@@ -254,3 +254,21 @@ def test_a_model_that_does_not_fit_its_spec_is_named_at_start_up(hse_model, tmp_
     junk.write_bytes(b"not a model")
     with pytest.raises(PerceptionError, match=r"junk\.onnx' could not be loaded by onnxruntime"):
         DefaultBackend(own(junk))
+
+
+def test_config_check_loads_an_own_classifier_against_its_spec(hse_model, tmp_path):
+    cfg = tmp_path / "venue.toml"
+    cfg.write_text(
+        "[perception.classifier]\n"
+        f"model = {json.dumps(str(hse_model))}\n"
+        f"classes = {json.dumps(HSEMOTION_CLASSES)}\n"
+        "size_px = 260\n"
+    )
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", str(cfg)],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 2
+    assert "configuration error: enet_like_7.onnx takes 224x224 images but perception.classifier.size_px = 260" in r.stderr
+    cfg.write_text(cfg.read_text().replace("size_px = 260", "size_px = 224"))
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "config", "--check", str(cfg)],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip().endswith(": ok"), r.stderr

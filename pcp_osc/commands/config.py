@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
 def check_parts(cfg) -> None:
     """The start-up checks of the parts, without starting anything: route templates
-    against their presets, sink kinds, the show-control allow list (host names resolved), and the
-    ComfyUI workflow's bindings."""
+    against their presets, sink kinds, the show-control allow list (host names resolved), the
+    ComfyUI workflow's bindings, and an own expression classifier against its input spec."""
     from ..control import AllowList
     from ..routes import compile_route
     from ..sinks import check_kinds
@@ -40,6 +40,15 @@ def check_parts(cfg) -> None:
         compile_route(route, where=f"routes[{i}]")
     check_kinds(cfg.sinks.kinds)
     AllowList(cfg.osc.allowed_senders)
+    if cfg.perception.classifier.model:
+        from ..config import ConfigError
+        from ..perception import PerceptionError
+        from ..perception.classifier import ExpressionClassifier
+
+        try:
+            ExpressionClassifier.from_config(cfg.perception.classifier, None, None)
+        except PerceptionError as e:
+            raise ConfigError(str(e)) from None
     if cfg.generator.kind == "comfyui":
         from ..backgrounds.comfyui.workflow import load_workflow
 
