@@ -9,9 +9,10 @@ What a caller may rely on:
 - boxes are xyxy in pixels of the image given, clipped to it;
 - every face of a frame is classified in one batch; ``scores`` rows sum to 1 over the
   five emotions (FER2013's seven classes summed by :func:`pcp_osc.emotions.merge_matrix`);
-- the detector needs faces of ~32 px, so the whole frame is searched at
-  ``cfg.detect_scale`` (0.5: faces from ~64 px) and small faces at
-  ``cfg.small_face_scale`` (1.6: faces from 20 px). ``detect`` treats consecutive calls
+- the detector is sure of faces of ~32 px; faces from 32 / ``cfg.small_face_scale``
+  px (20 px) are found by a whole-picture search that is coarse to fine (search.py:
+  candidates at 1x, the doubtful ones verified in small windows); live video's
+  pieces use ``cfg.detect_scale`` (0.5: faces from ~64 px) and 1.6x tiles. ``detect`` treats consecutive calls
   as live video (``small_faces = "sweep"``, see live.py): known faces are followed in
   every picture and keep a track id (``Faces.track_id``); the search for new ones is
   planned by time and change (schedule.py). ``detect_still`` / ``detect_many`` search
