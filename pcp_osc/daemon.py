@@ -112,11 +112,19 @@ class Daemon:
             "show control on UDP %s:%d; cues to %s", c.osc.control_host, self.control_server.port,
             ", ".join(f"{h}:{p}" for h, p in self.stream.targets),
         )
-        if self._want_perception and self._backend is None:
-            self._load_backend()
-        self.source.start()
-        log.info("source: %s", self.source.name)
-        self.parts.start()
+        try:
+            if self._want_perception and self._backend is None:
+                self._load_backend()
+            self.source.start()
+            log.info("source: %s", self.source.name)
+            self.parts.start()
+        except BaseException:
+            # e.g. the dashboard's port is taken: stop what runs already, so the process
+            # ends with the message instead of threads left running (an abort at exit).
+            self.source.stop()
+            self.control_server.stop()
+            self.stream.close()
+            raise
         self.started = True
         self._spawn(self._clock_loop, "clock")
         if self._want_perception:

@@ -105,8 +105,20 @@ class Parts:
         return len(self._parts)
 
     def start(self) -> None:
-        for p in self._parts:
-            p.start()
+        """Start every part in order; if one cannot start (a port taken), the parts already
+        started are stopped again, in reverse, before the error goes on."""
+        started: list[Part] = []
+        try:
+            for p in self._parts:
+                p.start()
+                started.append(p)
+        except BaseException:
+            for p in reversed(started):
+                try:
+                    p.stop()
+                except Exception:
+                    log.exception("stopping %s failed", type(p).__name__)
+            raise
         self._started = True
 
     def stop(self) -> None:

@@ -199,3 +199,25 @@ def test_a_blocked_log_pipe_and_a_control_flood_never_delay_cues(tmp_path, recei
         proc.communicate(timeout=60)
     gaps = np.diff([c["t"] for c in cues])
     assert len(cues) >= 5 and gaps.max() < 1.4, f"cue gaps under a control flood: {np.round(gaps, 2)}"
+
+
+def test_a_taken_dashboard_port_stops_cleanly_with_the_reason(tmp_path):
+    """The web port is taken by another program: start-up stops with a message naming the port
+    and what to do, the show log is closed, and the process ends (it used to abort with
+    'terminate called without an active exception', exit 134, threads left running)."""
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    web_port = blocker.getsockname()[1]
+    try:
+        r = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--quiet", "--source", "demo", "--seconds", "5",
+                            "--control-port", str(free_udp_port()), "--target", f"127.0.0.1:{free_udp_port()}",
+                            "--log", str(tmp_path / "show.db"), "--web", str(web_port)],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=90)
+    finally:
+        blocker.close()
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "terminate called" not in r.stderr
+    assert f"the web dashboard cannot listen on 127.0.0.1:{web_port}: the port is taken" in r.stderr
+    assert "--web PORT" in r.stderr
+    assert "show log closed" in r.stderr

@@ -39,6 +39,7 @@ The dashboard is the operator's alone (see docs/OPERATOR.md, "Who can use the da
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import ipaddress
 import json
@@ -178,7 +179,10 @@ class WebDashboard(BasePart):
         self._thread.start()
         self._ready.wait(15.0)
         if self._error is not None:
-            raise OSError(f"the web dashboard cannot listen on {self.host}:{self.port}: {self._error}") from self._error
+            e = self._error
+            why = ("the port is taken; is another pcp-osc or program serving it? choose another with --web PORT or web.bind"
+                   if isinstance(e, OSError) and e.errno == errno.EADDRINUSE else str(e))
+            raise OSError(f"the web dashboard cannot listen on {self.host}:{self.port}: {why}") from e
         msg = f"dashboard: {self.url_with_token()}   browser camera: {self.url_with_token('camera')}"
         if self.token_required:
             msg += f"   (control token: {self.token})"
