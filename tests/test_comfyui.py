@@ -519,15 +519,23 @@ def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, comfy_serv
         # the start cue's background: held while the servers connect, then made by the first
         wait(lambda: status()["generator"]["generated"] >= 1 and not status()["generator"]["busy"], 120, "the start cue's background")
         assert all(s["state"] == "ready" for s in status()["generator"]["servers"])
-        before = [s["done"] for s in status()["generator"]["servers"]]
-        assert sum(before) == 1
+        before = [s["jobs"] for s in status()["generator"]["servers"]]
+        assert sum(before) == 1 and sum(s["done"] for s in status()["generator"]["servers"]) == 1
         send_osc(control_port, "/pcp/override", "anger")
         wait(lambda: any(s["state"] == "busy" for s in status()["generator"]["servers"]), 30, "a server to take the cue")
         send_osc(control_port, "/pcp/generate")  # the other server takes this one
-        wait(lambda: sum(s["done"] for s in status()["generator"]["servers"]) >= 3, 120, "two more backgrounds")
+
+        def settled():
+            st = status()["generator"]
+            return sum(s["jobs"] for s in st["servers"]) == 3 and not st["busy"] and not st["waiting"]
+
+        wait(settled, 120, "both jobs to end")
         servers_st = status()["generator"]["servers"]
         # both free: the first listed took the override; busy, so the other took the next one
-        assert [s["done"] for s in servers_st] == [before[0] + 1, before[1] + 1], servers_st
+        assert [s["jobs"] for s in servers_st] == [before[0] + 1, before[1] + 1], servers_st
+        # the newer request's picture always reaches the stage; the older one too unless it came
+        # second (then it is late: cancelled, never shown over the newer one)
+        assert sum(s["done"] for s in servers_st) in (2, 3) and sum(s["failed"] for s in servers_st) == 0
         assert status()["generator"]["fallbacks"] == 0
         ids = receiver.values("/pcp/background/id")
         paths = receiver.values("/pcp/background/path")
@@ -552,7 +560,7 @@ def test_a_show_with_two_servers_to_sinks_log_and_dashboard(tmp_path, comfy_serv
         proc.wait(30)
     con = sqlite3.connect(tmp_path / "show.db")
     gens = [r[0] for r in con.execute("select generator from backgrounds order by bg_id")]
-    assert len(gens) == 4 and set(gens) == {f"comfyui 127.0.0.1:{a.port}", f"comfyui 127.0.0.1:{b.port}"}, gens
+    assert len(gens) >= 3 and set(gens) <= {f"comfyui 127.0.0.1:{a.port}", f"comfyui 127.0.0.1:{b.port}"}, gens  # no stand-in
     log = (tmp_path / "daemon.log").read_text()
     assert f"comfyui 127.0.0.1:{a.port}: " in log and f"comfyui 127.0.0.1:{b.port}: " in log  # the per-server report at the end
     assert "0 failed" in log
@@ -835,7 +843,8 @@ def test_the_servers_own_validation_error_reaches_the_status_by_name(tmp_path, c
         p.pool.submit(cue("anger", 0.4, 1))
         p.wait(lambda: p.backgrounds, 60, "the stand-in")
         assert p.backgrounds[0].generator == "procedural"
-        status = p.statuses[-1]
-        assert f"comfyui 127.0.0.1:{b.port} refused" in status
-        assert "node 1 (EmptyImage): Value 0 smaller than min of 1: batch_size" in status, status
+        # (the server is rechecked after retry_min_s, so the refusal may already have cleared)
+        refused = [st for st in p.statuses if f"comfyui 127.0.0.1:{b.port} refused" in st]
+        assert refused and "node 1 (EmptyImage): Value 0 smaller than min of 1: batch_size" in refused[0], p.statuses
+        assert "Value 0 smaller than min of 1: batch_size" in p.statuses[-1]  # the stand-in says why
         assert b.get("/queue") == {"queue_running": [], "queue_pending": []}
