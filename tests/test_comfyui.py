@@ -410,7 +410,7 @@ def test_a_server_stopped_mid_job(tmp_path, comfy_servers):
         # the server comes back (same port): retried with backoff, it takes cues again
         a.start()
         p.wait(lambda: p.pool.servers[0].state == "ready", 60, "server a to be back")
-        assert p.statuses[-1] == "ok"
+        p.wait(lambda: p.statuses[-1] == "ok", 10, "/pcp/status back to ok")
         p.pool.submit(cue("anger", 0.9, 3))
         p.wait(lambda: len(p.backgrounds) >= 3, 90, "a background from the server that came back")
         assert p.backgrounds[2].generator == f"comfyui 127.0.0.1:{a.port}"
