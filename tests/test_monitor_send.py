@@ -156,3 +156,48 @@ def test_send_infers_types_and_refuses_bad_input():
             build(address, values)
     p = pcp("send", "pcp/intent", "joy")
     assert p.returncode == 2 and "must start with '/'" in p.stderr
+
+
+def test_send_ping_fails_when_the_pong_says_the_log_cannot_be_written(tmp_path):
+    """A show-control script checks `pcp-osc send /pcp/ping`'s exit code. A real daemon whose show
+    log another program has locked answers with a pong that carries the reason: that is not a
+    confirmation, so send exits 1 and names it (it used to exit 0). Once the file is free, 0."""
+    import sqlite3
+
+    from pcp_osc.capture import BrowserSource
+    from pcp_osc.config import config_from_dict
+    from pcp_osc.show import assemble
+
+    db = tmp_path / "show.db"
+    cfg = config_from_dict({"osc": {"target": f"127.0.0.1:{free_udp_port()}", "control_port": 0,
+                                    "control_host": "127.0.0.1"},
+                            "log": {"path": str(db)}, "generator": {"kind": "off"}})
+    d = assemble(cfg, source=BrowserSource(), perception=False)
+    d.start()
+    port = str(d.control_server.port)
+    other = None
+    try:
+        assert pcp("send", "/pcp/marker", "Song 1", "--port", port).returncode == 0
+        ok = pcp("send", "/pcp/ping", "--port", port)
+        assert ok.returncode == 0 and ok.stdout.rstrip().endswith("/pcp/pong"), ok.stdout + ok.stderr
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another program holds the file
+        assert pcp("send", "/pcp/marker", "Song 2", "--port", port).returncode == 0
+        refused = pcp("send", "/pcp/ping", "--port", port, "--reply", "5")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "/pcp/pong showlog-failed: the file is locked" in refused.stdout
+        assert "not safely recorded: showlog-failed: the file is locked" in refused.stderr
+        other.execute("COMMIT")
+        other.close()
+        other = None
+        deadline = time.monotonic() + 20
+        while True:
+            again = pcp("send", "/pcp/ping", "--port", port)
+            if again.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        if other is not None:
+            other.close()
+        d.stop()

@@ -8,7 +8,9 @@
 Argument types are inferred: ``20`` is an int, ``0.5`` or ``1e-3`` a float,
 anything else a string; force one with a prefix: ``s:20`` (the string "20"), ``f:20`` (20.0),
 ``i:3``. The default target is pcp-osc's show control, 127.0.0.1:9010. With ``--reply S`` (and
-always for an address ending in /ping) it waits S seconds for an answer and prints it.
+always for an address ending in /ping) it waits S seconds for an answer and prints it. A ping
+exits 0 only on a plain pong (everything sent before it is in the show log); a pong with a
+reason (``showlog-failed: disk full``) or none at all exits 1.
 """
 
 from __future__ import annotations
@@ -136,9 +138,17 @@ def run(args: argparse.Namespace) -> int:
             ms = (time.monotonic() - t0) * 1000
             for m in messages:
                 print(f"answer from {addr[0]}:{addr[1]} after {ms:.0f} ms: {m.address} {' '.join(map(str, m.params))}".rstrip())
+            # A pong with a reason is pcp-osc saying it cannot promise that what came before the
+            # ping is recorded (showlog-failed: ..., dropped: ...): a script must not read it as done.
+            refusals = [m for m in messages if m.address.endswith("/pong") and m.params]
+            if args.address.endswith("/ping") and refusals:
+                print(f"pcp-osc send: the pong says what was sent before the ping is not safely recorded: "
+                      f"{refusals[0].params[0]}", file=sys.stderr)
+                return 1
             return 0
         print(f"pcp-osc send: no answer from {args.host}:{args.port} within {wait_s:g} s "
-              f"(is pcp-osc running with show control on that port? osc.allowed_senders may refuse this machine)",
+              f"(is pcp-osc running with show control on that port, and is its osc.prefix the start of "
+              f"{args.address}? osc.allowed_senders may refuse this machine)",
               file=sys.stderr)
         return 1
     finally:
