@@ -260,3 +260,21 @@ def test_mirror_averaging_in_yolo_classifier_mode(yolo_ws, crop_detector):
     off = YoloBackend(off_cfg, crop_detector[1], "classifier")
     assert np.allclose(on.classify_crops(crops), on.classify_crops(mirrored), atol=1e-5)
     assert np.allclose(on.classify_crops(crops), (off.classify_crops(crops) + off.classify_crops(mirrored)) / 2, atol=1e-5)
+
+
+def test_live_video_keeps_each_face_on_its_track_and_the_audience_region_holds(yolo_ws):
+    # The YOLO detector on consecutive pictures of a stream (detect with the picture's
+    # time): every face found carries a track id, the same one from picture to picture.
+    backend = YoloBackend(LOW_CONF, yolo_ws.onnx)
+    images = [cv2.imread(str(s.path)) for s in _test_images(yolo_ws)]
+    # (a tiny model trained for a minute: take the picture where it finds the most faces)
+    image = max(images, key=lambda im: len(YoloBackend(LOW_CONF, yolo_ws.onnx).detect_many([im])[0]))
+    runs = [backend.detect(image, k / 30) for k in range(4)]
+    assert len(runs[0]) and all(len(r) == len(runs[0]) and (r.track_id >= 0).all() for r in runs)
+    assert all(sorted(r.track_id.tolist()) == sorted(runs[0].track_id.tolist()) for r in runs)
+    # an audience region on the right half: nothing centred left of it is reported
+    h, w = image.shape[:2]
+    right = YoloBackend(PerceptionConfig(backend="yolo", yolo_conf=0.25, region=[[0.5, 0], [1, 0], [1, 1], [0.5, 1]]),
+                        yolo_ws.onnx)
+    for faces in (right.detect(image, 0.0), right.detect_many([image])[0]):
+        assert ((faces.boxes[:, 0] + faces.boxes[:, 2]) / 2 >= w / 2).all()
