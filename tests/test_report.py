@@ -156,7 +156,29 @@ def test_report_of_a_v1_log_without_live_samples(tmp_path: Path) -> None:
 def test_a_missing_log_is_a_clear_error(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pcp_osc", "report", str(tmp_path / "nope.db"), "--out", str(tmp_path / "x.html")],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert r.returncode == 2 and "nope.db" in r.stdout and "does not exist" in r.stdout
+    assert r.returncode == 2 and "nope.db" in r.stderr and "does not exist" in r.stderr
+
+
+def test_out_as_a_folder_or_an_unwritable_place(hour_log, tmp_path: Path) -> None:
+    """--out FOLDER puts the report inside it, named after the log (it used to write FOLDER.part
+    beside the folder and die on replacing the folder); a place that cannot be written gets a
+    message naming it, exit 1, no traceback and no .part file left."""
+    db, _ = hour_log
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "report", str(db), "--out", str(folder) + "/"],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (folder / "show-hour.html").stat().st_size > 10_000
+    assert not list(tmp_path.glob("*.part"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")
+    bad = blocker / "report.html"
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "report", str(db), "--out", str(bad)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"cannot write the report to '{bad}'" in r.stderr and "choose another --out" in r.stderr
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_korean_marker_names_are_drawn_and_the_clock_axis_has_distinct_labels(tmp_path: Path, monkeypatch) -> None:

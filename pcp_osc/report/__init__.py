@@ -41,8 +41,12 @@ def build_report(show_db: str | Path, out_html: str | Path, csv_dir: str | Path 
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".part")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no half-written .part left beside it
+        raise
     csv_files = write_csv(show, csv_dir) if csv_dir else []
     timings["write_s"] = time.perf_counter() - t
     return {"html": out, "csv": csv_files, "show": show, "timings": timings, "bytes": out.stat().st_size}
