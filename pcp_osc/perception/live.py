@@ -130,7 +130,10 @@ class LiveSearch:
             todo += [("edge", s) for s in self._edge_strips(dt or 0.0)] if mode == "sweep" else []
             for kind, region in todo:
                 t0 = time.perf_counter()
-                parts.append(b._search_region(image, region, small))
+                tb, tc = b._search_region(image, region, small)
+                # upscaled search is where false faces come from: the doubtful ones are
+                # verified as in the whole-picture search (search.py)
+                parts.append(b._verified(image, tb, tc, small))
                 self.schedule.record(kind, time.perf_counter() - t0)
         sb = np.concatenate([EMPTY_BOXES] + [p[0] for p in parts])
         sc = np.concatenate([EMPTY_CONF] + [p[1] for p in parts])
