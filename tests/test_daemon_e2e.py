@@ -221,3 +221,19 @@ def test_a_taken_dashboard_port_stops_cleanly_with_the_reason(tmp_path):
     assert f"the web dashboard cannot listen on 127.0.0.1:{web_port}: the port is taken" in r.stderr
     assert "--web PORT" in r.stderr
     assert "show log closed" in r.stderr
+
+
+@pytest.mark.parametrize("flag, value, said", [
+    ("--sink", "foo", "--sink 'foo': unknown sink 'foo'; choose from: ndi, syphon, spout, file"),
+    ("--route", "eos", "--route 'eos': write PRESET:HOST[:PORT][:udp|tcp]"),
+    ("--route", "qlc:127.0.0.1:70000", "--route 'qlc:127.0.0.1:70000': port '70000' is not 1..65535"),
+])
+def test_a_bad_sink_or_route_flag_stops_before_anything_is_opened(tmp_path, flag, value, said):
+    """A typo in --sink or --route is a configuration error like any other flag's: exit 2
+    before the camera or the show log is opened (it used to leave an empty show log behind)."""
+    r = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--source", "demo", "--seconds", "1",
+                        "--control-port", str(free_udp_port()), flag, value],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 2
+    assert f"pcp-osc: configuration error: {said}" in r.stderr
+    assert "show log" not in r.stderr and not (tmp_path / "shows").exists()

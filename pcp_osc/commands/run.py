@@ -72,9 +72,26 @@ def config_with_overrides(args: argparse.Namespace) -> Config:
     return config_from_dict(data)
 
 
+def check_sink_and_route_flags(args: argparse.Namespace) -> None:
+    """--sink and --route checked with the rest of the flags, before the camera or the show
+    log is opened (a typo used to leave an empty show log behind)."""
+    sinks, routes = getattr(args, "sink", None) or [], getattr(args, "route", None) or []
+    if sinks:
+        from ..sinks import parse_sink_arg
+
+        for text in sinks:
+            parse_sink_arg(text)
+    if routes:
+        from ..routes import compile_route, parse_route_arg
+
+        for text in routes:
+            compile_route(parse_route_arg(text), f"--route {text!r}")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_with_overrides(args)
+        check_sink_and_route_flags(args)
     except ConfigError as e:
         print(f"pcp-osc: configuration error: {e}", file=sys.stderr)
         return 2
