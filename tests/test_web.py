@@ -247,3 +247,32 @@ def test_https_with_the_configured_certificate(tmp_path) -> None:
     cfg.web.tls_key = str(tmp_path / "missing.pem")
     with pytest.raises(ValueError, match="web.tls_key = .*missing.pem.* does not exist"):
         WebDashboard(daemon, cfg.web)
+
+
+def test_a_dashboard_opened_mid_show_shows_the_show_control_log_so_far() -> None:
+    """An operator reloads the page (or opens it on a second machine) mid-show: the show-control
+    log lists what came before, over OSC and from the web, once each (it used to be empty)."""
+    from playwright.sync_api import sync_playwright
+
+    from oscutil import send_osc
+
+    with running_show("demo", window_s=30) as (daemon, dash, cues, controls), sync_playwright() as p:
+        port = daemon.control_server.port
+        send_osc(port, "/pcp/marker", "1곡 봄날")
+        send_osc(port, "/pcp/override", "rage")  # refused: unknown emotion
+        wait_for(lambda: len(controls) >= 2, what="the two control messages")
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(dash.url_with_token())
+        wait_for(lambda: "marker '1곡 봄날'" in page.text_content("#events"), what="the earlier marker in the log")
+        text = page.text_content("#events")
+        assert "unknown emotion 'rage'" in text
+        page.click("#intent-joy")
+        wait_for(lambda: "intent is joy" in page.text_content("#events"), what="the click in the log")
+        page.reload()
+        wait_for(lambda: "intent is joy" in page.text_content("#events"), what="the log after a reload")
+        items = page.eval_on_selector_all("#events li", "els => els.map(e => e.textContent)")
+        assert sum("1곡 봄날" in t for t in items) == 1 and sum("intent is joy" in t for t in items) == 1, items
+        assert "intent is joy" in items[0]  # newest on top
+        page.screenshot(path=str(screenshot_path("dashboard-reloaded-log.png")))
+        browser.close()

@@ -39,6 +39,7 @@ The dashboard is the operator's alone (see docs/OPERATOR.md, "Who can use the da
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import hmac
 import ipaddress
@@ -71,6 +72,7 @@ STATIC = Path(__file__).with_name("static")
 LIVE_PUSH_HZ = 5.0
 STATUS_PUSH_S = 1.0
 CLIENT_QUEUE_EVENTS = 256  # a browser this far behind is dropped (it reconnects and gets a fresh state)
+RECENT_CONTROLS = 50  # show-control events a newly opened (or reloaded) dashboard gets in its log
 KEEPALIVE_S = 15.0
 MAX_CONTROL_BYTES = 16_384  # a control is a few dozen bytes of JSON
 MAX_CONTROL_ARGS = 16
@@ -108,6 +110,11 @@ def _audience_region(daemon: Daemon):
         return None  # perception reports it (and refuses to start); the preview shows the whole picture
 
 
+
+def _sse(event: str, data: dict) -> bytes:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
 class WebDashboard(BasePart):
     """A part of the show: ``start()`` binds and serves on its own thread, ``stop()`` ends it;
     the hooks hand cues, live samples, control events and backgrounds to the browsers."""
@@ -141,6 +148,9 @@ class WebDashboard(BasePart):
         self._clients: set[asyncio.Queue] = set()
         self._latest_live: tuple | None = None  # (mood, faces, frame), set by the daemon's perception thread
         self._latest_bg: Any = None
+        # the latest show-control events, so a dashboard opened mid-show (a reload, a second
+        # machine) shows the log so far, not only what happens after it opened
+        self._recent_controls: collections.deque[bytes] = collections.deque(maxlen=RECENT_CONTROLS)
         self._preview_cache: tuple[Any, bytes] | None = None
         self._bg_cache: tuple[Any, bytes] | None = None
         palette = daemon.config.palette
@@ -264,7 +274,11 @@ class WebDashboard(BasePart):
         self._latest_live = (sample.mood, sample.faces, sample.frame)
 
     def on_control(self, event: ControlEvent) -> None:
-        self._call(self._broadcast, "control", event.to_json())
+        self._call(self._remember_control, event.to_json())
+
+    def _remember_control(self, data: dict) -> None:
+        self._recent_controls.append(_sse("control", data))
+        self._broadcast("control", data)
 
     def on_background(self, bg: Background) -> None:
         self._latest_bg = bg
@@ -289,7 +303,7 @@ class WebDashboard(BasePart):
     def _broadcast(self, event: str, data: dict) -> None:
         if not self._clients:
             return
-        frame = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        frame = _sse(event, data)
         for q in list(self._clients):
             self._offer(q, frame)
 
@@ -421,9 +435,12 @@ class WebDashboard(BasePart):
         await resp.prepare(request)
         q: asyncio.Queue = asyncio.Queue(maxsize=CLIENT_QUEUE_EVENTS)
         self._clients.add(q)
+        recent = list(self._recent_controls)  # taken with the queue: an event comes once, here or through q
         self.counters["clients"] = len(self._clients)
         try:
             await resp.write(f"retry: 1000\nevent: status\ndata: {json.dumps(self._status_json())}\n\n".encode())
+            for frame in recent:  # the log so far, oldest first (the page puts the newest on top)
+                await resp.write(frame)
             while q in self._clients:
                 try:
                     item = await asyncio.wait_for(q.get(), KEEPALIVE_S)

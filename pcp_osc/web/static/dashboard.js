@@ -221,7 +221,8 @@ function refreshStatus() {
 // ---- the event stream ---------------------------------------------------------
 function connect() {
   const es = new EventSource(PCP.withToken("/api/events"));
-  es.onopen = () => $("conn").classList.add("on");
+  // on every (re)connect the server sends the show-control log so far: start the list afresh
+  es.onopen = () => { $("conn").classList.add("on"); $("events").textContent = ""; };
   es.onerror = () => $("conn").classList.remove("on"); // EventSource reconnects by itself
   es.addEventListener("status", (m) => showStatus(JSON.parse(m.data)));
   es.addEventListener("cue", (m) => showCue(JSON.parse(m.data)));
