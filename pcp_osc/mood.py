@@ -88,6 +88,10 @@ class MoodTracker:
         self._live_t: float | None = None
         self._last_faces = 0
         self._tracks: dict[int, tuple[np.ndarray, float]] = {}  # track id -> (smoothed row, last seen)
+        # (sum, face rows, frames) of the window an operator's cue cut short, read until the
+        # new window has its first frame: a release a moment after an override carries the
+        # audience as it was, not the intent of a window that has not seen a picture yet
+        self._carry: tuple[np.ndarray, int, int] | None = None
         self._start_window(now)
 
     # ------------------------------------------------------------------ window
@@ -99,8 +103,12 @@ class MoodTracker:
 
     def restart_window(self, now: float) -> None:
         """Start a fresh window now: an operator's cue (override, release) begins a window of its
-        own, so no window cue with the same look follows a moment later."""
+        own, so no window cue with the same look follows a moment later. Until the new window's
+        first frame, cues read the window it cut short (a window with no frames yet has seen
+        nothing, which is not the same as seeing no faces)."""
         with self._lock:
+            if self._frames:
+                self._carry = (self._sum.copy(), self._face_rows, self._frames)
             self._start_window(now)
 
     def update(self, faces: Faces, now: float) -> Mood:
@@ -110,6 +118,7 @@ class MoodTracker:
             if len(faces) and self.cfg.min_face_confidence > 0:
                 scores = scores[scores.max(axis=1) >= self.cfg.min_face_confidence]
             self._frames += 1
+            self._carry = None
             self._last_faces = int(len(scores))
             if len(scores):
                 self._sum += scores.sum(axis=0)
@@ -163,21 +172,26 @@ class MoodTracker:
             self._expire_override(now)
             if now - self.window_start < self.window_s:
                 return None
-            mood = self.window_mood()
+            mood = self.window_mood(carry=False)  # a whole window without a picture: the source is gone
+            self._carry = None
             self._start_window(now)
             return mood
 
-    def window_mood(self) -> Mood:
+    def window_mood(self, carry: bool = True) -> Mood:
         """The mood of the window so far (what a cue sent now would carry)."""
         with self._lock:
-            faces_per_frame = self._face_rows / self._frames if self._frames else 0.0
+            if carry and self._frames == 0 and self._carry is not None:
+                total, face_rows, frames = self._carry
+            else:
+                total, face_rows, frames = self._sum, self._face_rows, self._frames
+            faces_per_frame = face_rows / frames if frames else 0.0
             if self.override is not None:
                 d = one_hot(self.override.emotion)
                 return self._mood(self.override.emotion, 1.0, d, faces_per_frame, "override")
-            if self._face_rows == 0:
+            if face_rows == 0:
                 d = one_hot(self.intent)
                 return self._mood(self.intent, self.cfg.intent_confidence, d, 0.0, "intent")
-            d = (self._sum / self._face_rows).astype(np.float32)
+            d = (total / face_rows).astype(np.float32)
             d /= max(1e-9, float(d.sum()))
             k = int(d.argmax())
             return self._mood(k, float(d[k]), d, faces_per_frame, "audience")

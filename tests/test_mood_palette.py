@@ -130,3 +130,30 @@ def test_the_mood_counts_people_each_with_their_own_smoothed_scores():
     for i in range(16):
         live = raw.update(person_rows(joy, joy if i == 15 else sad, ids=[1, 2]), now=i / 30)
     assert live.distribution[J] > 0.99  # without per-person smoothing the odd frame swings the live mood
+
+
+def test_a_release_right_after_an_override_carries_the_audience_not_the_intent():
+    """An operator overrides, then releases before the restarted window has seen a picture (a
+    short override, a mis-click corrected, a slow source): the release cue carries the audience
+    as it was, not the intent (it said `intent, 0.0 faces` with a room full of faces). A whole
+    window without a picture (the camera gone) still falls back to the intent."""
+    cfg = MoodConfig(window_s=10, intent="sadness")
+    t = MoodTracker(cfg, now=0)
+    for i in range(5):
+        t.update(faces([0.9, 0.02, 0.02, 0.02, 0.04], [0.8, 0.05, 0.05, 0.05, 0.05]), now=i * 0.1)
+    t.set_override(2, now=1.0)
+    assert t.window_mood().source == "override"
+    t.restart_window(1.0)  # the override is an operator's cue
+    t.release()
+    m = t.window_mood()  # no frame since the override
+    assert (m.source, m.emotion) == ("audience", 0) and m.faces == 2.0
+    t.restart_window(1.2)  # the release restarts the window again, still before any frame
+    assert t.window_mood().source == "audience"
+    t.update(Faces.empty(), now=1.3)  # now the room is seen empty: that is evidence, the intent stands in
+    assert t.window_mood().source == "intent"
+    # a window that never saw a picture closes on the intent
+    t2 = MoodTracker(cfg, now=0)
+    t2.update(faces([0.9, 0.02, 0.02, 0.02, 0.04]), now=0.1)
+    t2.restart_window(0.5)
+    closed = t2.tick(now=11.0)
+    assert closed is not None and closed.source == "intent"
