@@ -55,10 +55,12 @@ TILE_OVERLAP_PX = 96  # at detector scale: a bit more than the largest face a ti
 # measured on the shipped photos: 32 px 98% at threshold 0.5, 24 px 27%, 20 px 2%.
 RELIABLE_FACE_PX = 32
 # Small-face search on live video: tiles of this size (detector px) at small_face_scale
-# (1280x720 at 1.6: 40 tiles), visited in turn so the whole frame is searched within
+# (1280x720 at 1.6: 45 tiles), visited in turn so the whole frame is searched within
 # cfg.search_s (schedule.py).
 SWEEP_TILE_PX = 320
-SWEEP_OVERLAP_PX = 64
+# Tiles overlap by this (detector px; 64 frame px at 1.6): every face up to 64 px is whole
+# in some tile, and the coarse pass at detect_scale 0.5 finds those from 64 px up.
+SWEEP_OVERLAP_PX = 102
 # Re-check of a known face: a window this many face sizes wide (more while the face's
 # position is uncertain), seen at RECHECK_PX (up to RECHECK_MAX_PX for wide windows, so
 # the face stays large enough for the detector).

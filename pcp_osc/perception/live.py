@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from .region import AudienceRegion
-from .schedule import Plan, SearchSchedule
+from .schedule import COARSE_PARTS, Plan, SearchSchedule
 from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ EDGE_STRIP_PX = 112
 EDGE_SPARE_PX = 48
 EDGE_MIN_PERIOD_S = 0.1
 
+# The coarse pass's parts overlap by this (frame px): a face up to this size is whole in one.
+COARSE_OVERLAP_PX = 320
 MAX_READINGS_KEPT = 64  # readings of ended tracks kept before they are forgotten
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
@@ -61,6 +63,7 @@ class LiveSearch:
         self.size: tuple[int, int] | None = None
         self.tiles: list[tuple[int, int, int, int]] = []
         self.cursor = 0
+        self.coarse_cursor = 0
         self.last_plan = None
         # camera motion, measured: the median displacement of the faces found in two
         # pictures in a row (px/s), and the faces' last centres it is measured from
@@ -123,7 +126,7 @@ class LiveSearch:
         else:
             if plan.coarse:
                 t0 = time.perf_counter()
-                parts.append(b._find_in_region(image, "off", geo, filter_region=False))
+                parts.append(self._coarse_part(image, geo))
                 self.schedule.record("coarse", time.perf_counter() - t0)
             todo = [("tile", self.tiles[(self.cursor + k) % len(self.tiles)]) for k in range(plan.tiles)]
             self.cursor += plan.tiles
@@ -155,6 +158,23 @@ class LiveSearch:
         seen = ids >= 0
         self._measure_motion(t, boxes[seen], ids[seen], plan.full and plan.reason == "cut")
         return boxes[seen], conf[seen], ids[seen]
+
+    def _coarse_part(self, image: np.ndarray, geo) -> tuple[np.ndarray, np.ndarray]:
+        """The next of COARSE_PARTS overlapping parts of the picture (of the region's box)
+        at detect_scale, across its longer side; the overlap holds any face the coarse
+        pass is for (COARSE_OVERLAP_PX), so each is whole in one part."""
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = (0, 0, w, h) if geo is None else geo.bbox
+        k = self.coarse_cursor % COARSE_PARTS
+        self.coarse_cursor += 1
+        across = (x1 - x0) >= (y1 - y0)
+        lo, hi = (x0, x1) if across else (y0, y1)
+        step = (hi - lo) / COARSE_PARTS
+        a = int(max(lo, lo + k * step - COARSE_OVERLAP_PX / 2))
+        z = int(min(hi, lo + (k + 1) * step + COARSE_OVERLAP_PX / 2))
+        box = (a, y0, z, y1) if across else (x0, a, x1, z)
+        boxes, conf = self.backend._find_faces(image[box[1]:box[3], box[0]:box[2]], "off")
+        return boxes + np.array([box[0], box[1], box[0], box[1]], np.float32), conf
 
     # ------------------------------------------------------------------ readings
 

@@ -40,13 +40,14 @@ COST_EMA = 0.3  # weight of the newest measurement of a search's cost
 INTERVAL_EMA = 0.1  # weight of the newest interval between pictures
 FULL_REMEASURE_S = 10.0
 COARSE_PER_SWEEP = 4  # the whole picture at detect_scale this many times per search_s
+COARSE_PARTS = 2      # ... in this many parts, one per picture (a shorter longest picture)
 
 
 @dataclass(frozen=True)
 class Plan:
     full: bool
     reason: str   # why the whole picture is searched ("" when it is not)
-    coarse: bool  # the whole picture at detect_scale
+    coarse: bool  # a part of the whole picture at detect_scale (COARSE_PARTS make the whole)
     tiles: int    # small-face tiles to search now
 
 
@@ -107,7 +108,7 @@ class SearchSchedule:
         # not make the next one search several tiles at once (frame-to-OSC latency)
         self.interval_s = dt if self.interval_s is None else (1 - INTERVAL_EMA) * self.interval_s + INTERVAL_EMA * dt
         self.tile_credit = min(float(tiles), self.tile_credit + tiles * dt / self.search_s)
-        self.coarse_credit = min(1.0, self.coarse_credit + dt * COARSE_PER_SWEEP / self.search_s)
+        self.coarse_credit = min(1.0, self.coarse_credit + dt * COARSE_PER_SWEEP * COARSE_PARTS / self.search_s)
         coarse = self.coarse_credit >= 1.0
         if coarse:
             self.coarse_credit -= 1.0
