@@ -237,3 +237,21 @@ def test_a_bad_sink_or_route_flag_stops_before_anything_is_opened(tmp_path, flag
     assert r.returncode == 2
     assert f"pcp-osc: configuration error: {said}" in r.stderr
     assert "show log" not in r.stderr and not (tmp_path / "shows").exists()
+
+
+def test_a_browser_source_without_the_dashboard_says_no_picture_can_arrive(tmp_path):
+    """`--source browser` takes pictures from the dashboard's /camera page; without --web nothing
+    can arrive and the show silently ran on the intent. Now it says so and how to fix it."""
+    base = [sys.executable, "-m", "pcp_osc", "run", "--quiet", "--source", "browser", "--seconds", "1", "--no-log",
+            "--generator", "off", "--target", f"127.0.0.1:{free_udp_port()}"]
+    r = subprocess.run([*base, "--control-port", str(free_udp_port())], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the dashboard is off: no picture can arrive" in r.stderr and "--web PORT" in r.stderr
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    web_port = s.getsockname()[1]
+    s.close()
+    r = subprocess.run([*base, "--control-port", str(free_udp_port()), "--web", str(web_port)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "no picture can arrive" not in r.stderr and "/camera?token=" in r.stdout

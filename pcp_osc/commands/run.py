@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"pcp-osc: configuration error: {e}", file=sys.stderr)
         return 2
+    if str(cfg.capture.source).strip().lower() == "browser" and not cfg.web.enabled:
+        log.warning("source browser takes its pictures from the dashboard's /camera page, but the dashboard is off: "
+                    "no picture can arrive, cues come from the intent. Add --web PORT (--web 0.0.0.0:8080 for a phone "
+                    "on the show network) or [web] enabled = true")
     from ..backgrounds import GeneratorError
     from ..capture import SourceError
     from ..show import assemble
