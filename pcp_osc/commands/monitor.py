@@ -13,7 +13,8 @@ A datagram that is not OSC is counted and reported (``{"error": ..., "bytes": n,
 in JSON) and the monitor goes on.
 
 Only one program can listen on a UDP port: to watch beside TouchDesigner, add the monitor as
-a second receiver (``osc.extra_targets = ["127.0.0.1:9012"]``) and run ``monitor --port 9012``.
+a second receiver (add ``"127.0.0.1:9013"`` to ``osc.extra_targets``; 9012 is the TouchDesigner patch's
+OSC In DAT) and run ``monitor --port 9013``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "monitor", help="watch the OSC pcp-osc sends: a live table of every address, or --json lines",
         description="Listen for OSC and show the latest value of every address, its rate and age "
         "(cue rows light up on a new cue). Only one program can listen on a port: beside TouchDesigner, "
-        "add 127.0.0.1:9012 to osc.extra_targets and run monitor --port 9012.")
+        "add 127.0.0.1:9013 to osc.extra_targets (9012 is the TouchDesigner patch's OSC In DAT) and run monitor --port 9013.")
     p.add_argument("--port", "-p", type=int, default=DEFAULT_PORT, help=f"UDP port to listen on (default {DEFAULT_PORT}, pcp-osc's target)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0: every interface)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per message as it arrives")
@@ -225,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         print(f"pcp-osc monitor: cannot listen on UDP {args.host}:{args.port} ({e.strerror or e}). "
               f"Another program (TouchDesigner, a second monitor) has it: send pcp-osc's messages to a second "
-              f"port too (osc.extra_targets = [\"127.0.0.1:9012\"]) and run `pcp-osc monitor --port 9012`.",
+              f"port too: add \"127.0.0.1:9013\" to osc.extra_targets (9012 is the TouchDesigner patch's OSC In DAT) "
+              f"and run `pcp-osc monitor --port 9013`.",
               file=sys.stderr)
         return 1
     sock.settimeout(0.05)
