@@ -105,6 +105,16 @@ def render_html(show: Show, timeline_png: str, segments_png: str) -> str:
     return "\n".join(out)
 
 
+def _moved(mv: tuple[str, float] | None) -> str:
+    """'joy +6 pp'; a song that moved no emotion by half a point or more is 'as the whole show'
+    (it read 'anxiety +0 pp')."""
+    if mv is None:
+        return "—"
+    if mv[1] < 0.5:
+        return "as the whole show"
+    return _chip(mv[0]) + f"{mv[0]} {mv[1]:+.0f} pp"
+
+
 def _segments_table(show: Show, overall: np.ndarray) -> str:
     head = "".join(f"<th class='num'>{_chip(e)}{e}</th>" for e in EMOTIONS)
     rows = []
@@ -117,7 +127,7 @@ def _segments_table(show: Show, overall: np.ndarray) -> str:
             f"<tr><td class='num'>{i}</td><td>{_esc(s.name)}</td><td class='num'>{clock(s.start)[:5]}</td>"
             f"<td class='num'>{span(s.length_s)}</td>{cells}<td class='num'>{span(s.no_faces_s) if s.no_faces_s > 0.5 else '–'}</td>"
             f"<td>{_chip(dom) + dom if dom else '—'}</td>"
-            f"<td>{(_chip(mv[0]) + f'{mv[0]} {mv[1]:+.0f} pp') if mv else '—'}</td></tr>"
+            f"<td>{_moved(mv)}</td></tr>"
         )
     return (
         "<table><thead><tr><th class='num'>#</th><th>marker</th><th class='num'>at</th><th class='num'>length</th>"
