@@ -470,3 +470,21 @@ def test_osc_arguments_of_every_type_reach_the_page_as_json() -> None:
         assert event["args"][1] == 1.0
         st, _ = http("GET", dash.url + "api/status", headers={"X-PCP-Token": dash.token})
         assert st == 200
+
+
+def test_bound_to_every_interface_the_start_up_line_names_the_show_network_address(tmp_path) -> None:
+    """`--web 0.0.0.0:PORT` is for a phone on the show network, which cannot use the printed
+    127.0.0.1 address: the start-up line also gives the camera page at each of this machine's
+    addresses. Run in a private network namespace whose only other address is 10.77.0.5."""
+    import shutil
+    import subprocess
+    import sys
+
+    assert shutil.which("unshare") and shutil.which("ip"), "unshare and ip (util-linux, iproute2) are needed"
+    cmd = (f"ip link set lo up && ip addr add 10.77.0.5/32 dev lo && exec {sys.executable} -m pcp_osc run "
+           f"--web 0.0.0.0:8097 --source browser --generator off --no-log --quiet --seconds 2")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    token = r.stdout.split("?token=")[1].split()[0]
+    assert f"on the show network: http://10.77.0.5:8097/camera?token={token}" in r.stdout, r.stdout
+    assert "http://127.0.0.1:8097/camera?" in r.stdout  # the local address stays first

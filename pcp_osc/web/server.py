@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -110,6 +111,27 @@ def _audience_region(daemon: Daemon):
         return None  # perception reports it (and refuses to start); the preview shows the whole picture
 
 
+
+
+def lan_addresses() -> list[str]:
+    """This machine's IPv4 addresses a phone on the show network could use (not loopback, not
+    link-local), from the interfaces (nothing is sent)."""
+    try:
+        import psutil
+
+        found = {a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                 if a.family == socket.AF_INET}
+    except Exception:
+        return []
+    out = []
+    for a in sorted(found):
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            continue
+        if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified):
+            out.append(a)
+    return out
 
 def _sse(event: str, data: dict) -> bytes:
     """One server-sent event."""
@@ -196,6 +218,11 @@ class WebDashboard(BasePart):
         msg = f"dashboard: {self.url_with_token()}   browser camera: {self.url_with_token('camera')}"
         if self.token_required:
             msg += f"   (control token: {self.token})"
+        if self.any_address:
+            # bound to every interface: 127.0.0.1 is no use to a phone; name this machine's addresses
+            for addr in lan_addresses():
+                lan = self.url_with_token("camera").replace(self.url, f"{self.scheme}://{addr}:{self.port}/", 1)
+                msg += f"\n  on the show network: {lan}"
         print(msg, flush=True)
         log.info(msg)
         if self.scheme == "http" and not is_loopback(self.host):
