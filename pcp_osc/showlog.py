@@ -305,6 +305,9 @@ class ShowLog(BasePart):
         from . import __version__
 
         try:
+            # a log that already holds a show (a restart after a crash, or a file name used twice):
+            # this run continues it, and the operator is told so
+            earlier = self._conn.execute("SELECT COUNT(*), MAX(wall_time) FROM cues").fetchone()
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('started_wall', ?)", (repr(time.time()),))
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('name', ?)", (self.path.stem,))
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('pcp_osc_version', ?)", (__version__,))
@@ -330,7 +333,12 @@ class ShowLog(BasePart):
         self._warned_drop = False
         self._thread = threading.Thread(target=self._run, name="pcp-showlog", daemon=True)
         self._thread.start()
-        log.info("show log: %s", self.path)
+        if earlier and earlier[0]:
+            log.warning("show log: %s already holds a show (%d cues, the last at %s): this run is added to it "
+                        "(one report for both); give another --log for a new show", self.path, earlier[0],
+                        time.strftime("%Y-%m-%d %H:%M", time.localtime(earlier[1])))
+        else:
+            log.info("show log: %s", self.path)
 
     @classmethod
     def from_config(cls, config: Any, path: str | Path | None = None, *,

@@ -261,3 +261,29 @@ def test_simulated_hour_fills_every_table(tmp_path: Path) -> None:
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == counts[key] > 0
     args = [json.loads(a) for (a,) in conn.execute("SELECT args FROM controls WHERE address='/pcp/marker'")]
     assert args[0] == ["Opening: Sunrise"]
+
+
+def test_a_log_that_already_holds_a_show_is_continued_and_says_so(tmp_path: Path, caplog) -> None:
+    """Restarting with the same --log (after a crash, or a file name used twice) adds this run to
+    the show already in the file; it used to say only `show log: FILE`, so two shows could be
+    mixed into one report without anyone noticing."""
+    import logging
+
+    path = tmp_path / "tonight.db"
+    with caplog.at_level(logging.INFO, logger="pcp_osc.showlog"):
+        first = ShowLog(path)
+        first.log_cue(make_cue(0, "joy"))
+        first.log_cue(make_cue(1, "sadness"))
+        first.close()
+        assert "already holds a show" not in caplog.text
+        caplog.clear()
+        second = ShowLog(path)
+        second.log_cue(make_cue(0, "anger"))
+        second.close()
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "already holds a show" in r.getMessage()]
+    assert warned and "2 cues" in warned[0].getMessage() and "give another --log" in warned[0].getMessage()
+    con = sqlite3.connect(path)
+    try:
+        assert [r[0] for r in con.execute("SELECT emotion FROM cues ORDER BY seq")] == ["joy", "sadness", "anger"]
+    finally:
+        con.close()
