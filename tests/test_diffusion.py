@@ -275,8 +275,9 @@ def test_broken_model_falls_back_with_the_reason(tiny_model, tmp_path):
 
 def test_slow_generation_never_delays_the_daemons_cues(tiny_model, receiver):
     """The real daemon, assembled as `pcp-osc run` does, with the diffusion generator on the
-    tiny pipeline at 32 steps (each background takes 2 s or more on this CPU, even warm:
-    longer than the 1 s window, so newer requests replace waiting ones):
+    tiny pipeline at 64 steps of 128 px (each background takes seconds on this CPU even when
+    warm, longer than the 1 s window, so newer requests replace waiting ones; 4 or 32 steps
+    of 64 px took 0.4..0.8 s warm, under the window):
     window cues leave on time over real UDP while it generates, and an operator's override
     goes out at once."""
     from oscutil import send_osc
@@ -288,8 +289,8 @@ def test_slow_generation_never_delays_the_daemons_cues(tiny_model, receiver):
     cfg = config_from_dict({
         "osc": {"target": receiver.target, "control_port": 0, "control_host": "127.0.0.1", "heartbeat": False},
         "mood": {"window_s": 1.0, "intent": "joy"},
-        "generator": {"kind": "diffusion", "model": str(tiny_model), "schedule": "classic", "steps": 32,
-                      "sd_width": 64, "sd_height": 64, "width": 192, "height": 108, "strength": 1.0},
+        "generator": {"kind": "diffusion", "model": str(tiny_model), "schedule": "classic", "steps": 64,
+                      "sd_width": 128, "sd_height": 128, "width": 192, "height": 108, "strength": 1.0},
         "log": {"enabled": False},
     })
     daemon = assemble(cfg, source=BrowserSource(), perception=False)
