@@ -69,6 +69,7 @@ class Daemon:
         self.stream = stream if stream is not None else OscStream.from_config(config.osc)
         self.parts = parts if parts is not None else Parts()
         self.problems = problems if problems is not None else StatusBoard()
+        self.stream.out.on_status = self.problems.reporter("osc")  # a target we cannot send to is not "ok"
         self._generate = generate
         self._after_commit = after_commit
         self.source = source if isinstance(source, FrameSource) else open_source(config.capture, source)

@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
@@ -146,7 +146,10 @@ class OscOut:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._lock = threading.Lock()
-        self._failing: set[tuple[str, int]] = set()
+        self._failing: dict[tuple[str, int], str] = {}  # target -> why sending to it fails
+        # told what is wrong while a target cannot be sent to (None when all work again):
+        # /pcp/status and the dashboard must not say "ok" while no cue leaves the machine
+        self.on_status: Callable[[str | None], None] | None = None
 
     def send(self, address: str, *args: Any) -> None:
         self._send_dgram(encode(address, args))
@@ -160,17 +163,25 @@ class OscOut:
                 self._send_dgram(encode(address, args))
 
     def _send_dgram(self, dgram: bytes) -> None:
+        changed = False
         with self._lock:
             for t in self.targets:
                 try:
                     self._sock.sendto(dgram, t)
                     self.sent += 1
-                    self._failing.discard(t)
+                    if self._failing.pop(t, None) is not None:
+                        changed = True
+                        log.info("sending OSC to %s:%d works again", t[0], t[1])
                 except OSError as e:
                     self.errors += 1
                     if t not in self._failing:
-                        self._failing.add(t)
+                        changed = True
+                        self._failing[t] = e.strerror or str(e)
                         log.warning("cannot send OSC to %s:%d (%s); will keep trying", t[0], t[1], e)
+            text = ("osc-send-failed: " + ", ".join(f"{h}:{p} ({why})" for (h, p), why in self._failing.items())
+                    if self._failing else None)
+        if changed and self.on_status is not None:
+            self.on_status(text)
 
     def close(self) -> None:
         self._sock.close()

@@ -255,3 +255,31 @@ def test_a_browser_source_without_the_dashboard_says_no_picture_can_arrive(tmp_p
                        capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "no picture can arrive" not in r.stderr and "/camera?token=" in r.stdout
+
+
+def test_a_target_that_cannot_be_sent_to_is_in_the_status_not_ok(tmp_path):
+    """TouchDesigner's machine is on a network this one cannot reach (a cable out, a wrong
+    address): every cue fails to leave, and /pcp/status and the console said `ok`. Now the status
+    names the target and why, as a second receiver on this machine hears it. Run in a private
+    network namespace (only loopback up), so 10.0.0.20 is unreachable and nothing leaves."""
+    import shutil
+
+    assert shutil.which("unshare") and shutil.which("ip"), "unshare and ip (util-linux, iproute2) are needed"
+    cfg = tmp_path / "show.toml"
+    cfg.write_text('[osc]\ntarget = "10.0.0.20:9011"\nextra_targets = ["127.0.0.1:9013"]\n'
+                   '[generator]\nkind = "off"\n[log]\nenabled = false\n')
+    py = sys.executable
+    cmd = (f"ip link set lo up && ({py} -m pcp_osc monitor --port 9013 --host 127.0.0.1 --json --seconds 9 > mon.jsonl &) "
+           f"&& sleep 1 && {py} -m pcp_osc run --config {cfg} --source demo --window 2 --seconds 5 --quiet")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "/pcp/cue/id" not in (tmp_path / "mon.jsonl").read_text():
+        time.sleep(0.5)
+    time.sleep(4)  # the monitor ends by itself (--seconds 9)
+    heard = [json.loads(line) for line in (tmp_path / "mon.jsonl").read_text().splitlines()]
+    statuses = [m["args"][0] for m in heard if m["address"] == "/pcp/status"]
+    # (the test suite's network guard may answer before the kernel does: either reason is fine)
+    assert statuses and all(s.startswith("osc-send-failed: 10.0.0.20:9011 (") for s in statuses), statuses
+    assert any(m["address"] == "/pcp/cue/id" for m in heard)  # the reachable receiver still gets the cues
+    assert "cannot send OSC to 10.0.0.20:9011" in r.stderr
