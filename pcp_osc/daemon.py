@@ -387,7 +387,12 @@ class Daemon:
         with self._lock:  # the override and its cue together, never split by a window closing
             self.tracker.set_override(k, now, seconds)
             self._control_cue("override", now)
-        return f"override {EMOTIONS[k]}" + (f" for {seconds:g} s" if seconds else " until release")
+        if seconds:
+            return f"override {EMOTIONS[k]} for {seconds:g} s"
+        timeout_s = self.config.mood.override_timeout_s
+        if timeout_s > 0:  # no seconds given: the configured timeout ends it, not only a release
+            return f"override {EMOTIONS[k]} for {timeout_s:g} s (mood.override_timeout_s) or until release"
+        return f"override {EMOTIONS[k]} until release"
 
     def _ctl_release(self, address: str, args: tuple, now: float) -> str:
         _no_args(address, args)

@@ -253,3 +253,20 @@ def test_a_message_too_long_for_any_bundle_is_refused():
     with pytest.raises(ValueError, match="cannot go in a bundle"):
         pack_bundles([b"/" + b"x" * 499])  # a message may be 512 bytes; a bundle of it may not
     assert [len(b) for b in encode_bundles(cue_messages(a_cue()))] == [364]  # /pcp fits one bundle
+
+
+def test_an_override_without_seconds_says_when_the_configured_timeout_ends_it(receiver):
+    """With mood.override_timeout_s set, `/pcp/override joy` ends by itself; the answer (console,
+    show log, dashboard) said 'until release', which was not true."""
+    cfg = config_from_dict({"osc": {"target": receiver.target, "control_port": 0, "control_host": "127.0.0.1"},
+                            "mood": {"window_s": 30.0, "override_timeout_s": 0.5}, "log": {"enabled": False}})
+    d = Daemon(cfg, source=BrowserSource(), perception=False)
+    d.start()
+    try:
+        ev = d.control("/pcp/override", ["joy"], sender="test")
+        assert ev.accepted and ev.message == "override joy for 0.5 s (mood.override_timeout_s) or until release"
+        receiver.wait_for("/pcp/cue/source", lambda m: m.args[0] == "intent",
+                          after=len(receiver.all("/pcp/cue/source")), timeout_s=3)  # and it does end
+        assert d.control("/pcp/override", ["joy", 20.0], sender="test").message == "override joy for 20 s"
+    finally:
+        d.stop()
