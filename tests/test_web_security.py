@@ -488,3 +488,5 @@ def test_bound_to_every_interface_the_start_up_line_names_the_show_network_addre
     token = r.stdout.split("?token=")[1].split()[0]
     assert f"on the show network: http://10.77.0.5:8097/camera?token={token}" in r.stdout, r.stdout
     assert "http://127.0.0.1:8097/camera?" in r.stdout  # the local address stays first
+    # printed once, on standard output: the token stays out of the log (stderr, journald, log files)
+    assert token not in r.stderr and "dashboard on http://127.0.0.1:8097/" in r.stderr

@@ -223,8 +223,8 @@ class WebDashboard(BasePart):
             for addr in lan_addresses():
                 lan = self.url_with_token("camera").replace(self.url, f"{self.scheme}://{addr}:{self.port}/", 1)
                 msg += f"\n  on the show network: {lan}"
-        print(msg, flush=True)
-        log.info(msg)
+        print(msg, flush=True)  # the address with its token: once, on standard output (not into log files)
+        log.info("dashboard on %s (the address with its token is printed on standard output)", self.url)
         if self.scheme == "http" and not is_loopback(self.host):
             log.warning("the dashboard is plain HTTP: a phone's browser will not open its camera on %s "
                         "(set web.tls_cert/web.tls_key or put an HTTPS proxy in front; see README)", self.url)
