@@ -271,8 +271,13 @@ def test_a_target_that_cannot_be_sent_to_is_in_the_status_not_ok(tmp_path):
     py = sys.executable
     cmd = (f"ip link set lo up && ({py} -m pcp_osc monitor --port 9013 --host 127.0.0.1 --json --seconds 9 > mon.jsonl &) "
            f"&& sleep 1 && {py} -m pcp_osc run --config {cfg} --source demo --window 2 --seconds 5 --quiet")
-    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    # the sends to 10.0.0.20 are this test's point (and cannot leave the namespace): the network
+    # guard records them in a log of this test's own, not the session's, and refuses them
+    guard_log = tmp_path / "network-attempts.log"
+    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PCP_NETBLOCK_LOG": str(guard_log)})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "10.0.0.20" in guard_log.read_text()  # the guard (or the kernel) refused them
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "/pcp/cue/id" not in (tmp_path / "mon.jsonl").read_text():
         time.sleep(0.5)
