@@ -349,3 +349,21 @@ def test_generate_command_explains_bad_input(tmp_path):
     r = _pcp("generate", "--emotion", "joy", "--confidence", "1.5", "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "confidence 1.5" in r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_generate_names_the_flag_of_a_bad_emotion_or_confidence(tmp_path):
+    """`pcp-osc generate` names the flag the operator typed (it said "in emotion")."""
+    import subprocess
+    import sys
+
+    def gen(*args):
+        return subprocess.run([sys.executable, "-m", "pcp_osc", "generate", *args, "--out", str(tmp_path / "bg.png")],
+                              capture_output=True, text=True, timeout=120)
+
+    r = gen("--emotion", "rage", "--confidence", "0.5")
+    assert r.returncode == 2 and "unknown emotion 'rage' in --emotion; allowed: joy" in r.stderr
+    r = gen("--emotion", "joy", "--intent", "rage", "--confidence", "0.5")
+    assert r.returncode == 2 and "unknown emotion 'rage' in --intent" in r.stderr
+    r = gen("--emotion", "joy", "--confidence", "1.5")
+    assert r.returncode == 2 and "--confidence 1.5 is out of range; allowed 0..1" in r.stderr
+    assert not (tmp_path / "bg.png").exists()

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..emotions import EMOTIONS, UnknownEmotion
+from ..emotions import EMOTIONS, UnknownEmotion, parse_emotion
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -85,6 +85,11 @@ def run(args) -> int:
             comfy_cfg = dataclasses.replace(
                 comfy_cfg, servers=list(dict.fromkeys(args.server or comfy_cfg.servers)), workflow=args.workflow or comfy_cfg.workflow
             )
+        parse_emotion(args.emotion, "--emotion")  # named as the operator typed it
+        if args.intent is not None:
+            parse_emotion(args.intent, "--intent")
+        if not 0.0 <= args.confidence <= 1.0:
+            raise ValueError(f"--confidence {args.confidence:g} is out of range; allowed 0..1")
         cue = cue_for(args.emotion, args.confidence, args.intent, cfg.palette)
         out = Path(args.out)
         if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
