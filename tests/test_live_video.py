@@ -364,3 +364,30 @@ def test_the_dashboard_reports_the_audience_region():
                             "perception": {"region": [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]}})
     dash = WebDashboard(Daemon(cfg, perception=False), cfg.web)
     assert dash._status_json()["audience_region"] == [[0, 0.4], [1, 0.4], [1, 1], [0, 1]]
+
+
+def test_a_fast_pan_on_a_slow_source_keeps_one_box_per_face():
+    """A hand-held phone camera page: 6 pictures a second, the view moving 15 px between
+    pictures, faster than a new track's motion model expects. Every face stays one box
+    and one track (before the fix, the windows of several tracks and the search each
+    found the same face and each kept or started a track: 8 faces became 43 in 8
+    pictures, and the mood counted them all)."""
+    from pcp_bench.live import _truth
+    from pcp_osc.evaluate import iou_matrix
+
+    s = scene("group_flags").scaled(0.75)  # 1440x810: the small faces at the back are 12..16 px
+    backend = DefaultBackend(PerceptionConfig())
+    false_total, most_boxes, most_faces = 0, 0, 0
+    for k in range(10):
+        x, y = 10 + 15 * k, 45
+        faces = backend.detect(window(s.image, x, y), k / 6)
+        visible, _, dont = _truth(s, x, y)
+        _, false = score_frame(visible, dont, faces.boxes)
+        false_total += false
+        iou = iou_matrix(faces.boxes, faces.boxes) if len(faces.boxes) else np.zeros((0, 0))
+        np.fill_diagonal(iou, 0)
+        assert not (iou > 0.3).any(), f"picture {k}: two boxes on one face {faces.boxes.astype(int).tolist()}"
+        assert len(set(faces.track_id.tolist())) == len(faces.track_id), f"picture {k}: a track reported twice"
+        most_boxes, most_faces = max(most_boxes, len(faces.boxes)), max(most_faces, len(visible) + len(dont))
+    assert most_boxes <= most_faces, f"{most_boxes} boxes for at most {most_faces} faces in view"
+    assert false_total <= 1, f"{false_total} false boxes in 10 pictures"

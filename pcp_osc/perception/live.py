@@ -156,6 +156,15 @@ class LiveSearch:
             if geo is not None:
                 keep &= geo.inside(boxes)
             boxes, conf, hint = boxes[keep], conf[keep], hint[keep]
+        if len(boxes) > 1:
+            # One box per face before matching: when the picture moves faster than the
+            # tracks' motion models expect, several tracks' windows (and the search) find
+            # the same face; unmerged, each continued or started a track of its own and
+            # one face became many. A window's finding goes first: it carries its track.
+            from .default import TILE_MERGE_IOU, nms
+
+            keep = np.sort(nms(boxes, conf + (hint >= 0), TILE_MERGE_IOU, containment=True))
+            boxes, conf, hint = boxes[keep], conf[keep], hint[keep]
         ids = self.tracker.update(t, boxes, conf, hint, end_unmatched=plan.reason in ("cut", "faces lost"))
         seen = ids >= 0
         self._measure_motion(t, boxes[seen], ids[seen], plan.full and plan.reason == "cut")
