@@ -157,10 +157,16 @@ def format_stills(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:  # python -m pcp_bench.stills
+def main(argv: list[str] | None = None) -> int:  # python -m pcp_bench.stills [SECONDS]
+    import argparse
+
     from pcp_osc.config import load_config
 
-    r = run_stills_bench(load_config(None), seconds=float(argv[0]) if argv else 10.0,
+    ap = argparse.ArgumentParser(prog="python -m pcp_bench.stills", description="1280x720 stills searched whole, "
+                                 "pcp-osc beside fer (same as pcp-osc bench --stills)")
+    ap.add_argument("seconds", nargs="?", type=float, default=10.0, help="time per searcher (default 10)")
+    args = ap.parse_args(argv)
+    r = run_stills_bench(load_config(None), seconds=args.seconds,
                          progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
     print(format_stills(r))
     return 0

@@ -304,6 +304,9 @@ class LogConfig:
     live_sample_hz: float = opt(1.0, range=(0.0, 30.0), doc="live distribution samples per second in the log")
 
 
+MIN_TOKEN_CHARS = 8  # a fixed dashboard token shorter than this is refused
+
+
 @dataclass
 class WebConfig:
     enabled: bool = opt(False, doc="serve the operator dashboard")
@@ -489,6 +492,11 @@ def _post_check(obj: Any, where: str) -> None:
                 "anyone on the show network could drive the show; keep the token, or bind 127.0.0.1")
         if obj.token:
             raise ConfigError(f"{where}.token is set but {where}.require_token = false; keep one of the two")
+    if isinstance(obj, WebConfig) and obj.token and (len(obj.token) < MIN_TOKEN_CHARS or obj.token != obj.token.strip()):
+        raise ConfigError(
+            f"{where}.token is {len(obj.token)} characters{' with spaces at an end' if obj.token != obj.token.strip() else ''}: "
+            f"a fixed token needs at least {MIN_TOKEN_CHARS} (anyone who guesses it drives the show); "
+            f"leave it empty for a new random one at each start")
     if isinstance(obj, WebConfig):
         for h in obj.hosts:
             text = str(h).strip().strip("[]")

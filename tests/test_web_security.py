@@ -490,3 +490,11 @@ def test_bound_to_every_interface_the_start_up_line_names_the_show_network_addre
     assert "http://127.0.0.1:8097/camera?" in r.stdout  # the local address stays first
     # printed once, on standard output: the token stays out of the log (stderr, journald, log files)
     assert token not in r.stderr and "dashboard on http://127.0.0.1:8097/" in r.stderr
+
+
+def test_a_short_fixed_token_is_refused_with_what_to_do() -> None:
+    with pytest.raises(ConfigError, match=r"web.token is 3 characters: a fixed token needs at least 8"):
+        config_from_dict({"web": {"token": "abc"}})
+    with pytest.raises(ConfigError, match="spaces at an end"):
+        config_from_dict({"web": {"token": "stage-token "}})
+    assert config_from_dict({"web": {"token": "stage-token"}}).web.token == "stage-token"
