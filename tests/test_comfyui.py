@@ -417,7 +417,7 @@ def test_a_server_stopped_mid_job(tmp_path, comfy_servers):
         assert p.server(a.url)["failed"] == 1
 
 
-def test_no_server_up_procedural_stands_in_at_once(tmp_path):
+def test_no_server_up_procedural_stands_in_at_once(tmp_path, caplog):
     dead = f"http://127.0.0.1:{free_port()}"
     cfg = configs(tmp_path, [dead], COLOUR_WASH)
     p = Pool(cfg)
@@ -429,6 +429,13 @@ def test_no_server_up_procedural_stands_in_at_once(tmp_path):
         assert time.monotonic() - t0 < 5.0
         assert p.backgrounds[0].generator == "procedural" and "cannot be reached" in p.backgrounds[0].note
         assert "cannot be reached" in p.statuses[-1]
+        # a server down all show: every cue gets its stand-in, the console says so once
+        with caplog.at_level("WARNING", logger="pcp_osc.backgrounds.comfyui"):
+            for k in range(2, 6):
+                p.pool.submit(cue("joy", 0.5, k))
+                p.wait(lambda: len(p.backgrounds) >= k, 10, f"the stand-in for cue {k}")
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("background for cue")]
+        assert len(said) == 1 and "cue 1:" in said[0], said  # five stand-ins, one line
         with pytest.raises(GeneratorError, match="no ComfyUI server can make backgrounds"):
             from pcp_osc.backgrounds import make_generator
 

@@ -58,6 +58,10 @@ from .workflow import Workflow, WorkflowError
 log = logging.getLogger("pcp_osc.backgrounds.comfyui")
 
 NO_SERVER = "no ComfyUI server can take the cue"
+# The same stand-in reason is said once, then again at most this often with a count of the
+# cues it stood in for meanwhile (a server down for a whole show is one line a minute, not
+# one per cue); /pcp/status and the dashboard say it all along.
+STAND_IN_REPEAT_S = 60.0
 
 
 @dataclass
@@ -182,6 +186,8 @@ class ComfyPool(BasePart):
         self._out = concurrent.futures.ThreadPoolExecutor(1, "pcp-comfyui-out", initializer=self._renice)
         self._status_text = "ok"
         self._last_failure = ""
+        self._stand_in_said: tuple[str, float] = ("", 0.0)  # reason last said, and when
+        self._stand_in_quiet = 0  # stand-ins for that reason since it was last said
         # counters (BackgroundWorker's names)
         self.submitted = 0
         self.dropped = 0
@@ -672,7 +678,14 @@ class ComfyPool(BasePart):
         if req.future is not None and not self.stand_in:
             self._finish(req, error=error)
             return
-        log.warning("background for cue %d: %s; the procedural generator stands in", req.cue.id, error)
+        said, said_t = self._stand_in_said
+        now = time.monotonic()
+        if error != said or now - said_t >= STAND_IN_REPEAT_S:
+            more = f" (and for {self._stand_in_quiet} cues since it was last said)" if error == said and self._stand_in_quiet else ""
+            log.warning("background for cue %d: %s; the procedural generator stands in%s", req.cue.id, error, more)
+            self._stand_in_said, self._stand_in_quiet = (error, now), 0
+        else:
+            self._stand_in_quiet += 1
         newer = (self._pending is not None and self._pending.seq > req.seq) or req.seq < self._delivered_seq
         if newer:  # a newer cue's background is coming or already out: no stand-in for this one
             self._set_failure(error)
