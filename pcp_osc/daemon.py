@@ -290,6 +290,7 @@ class Daemon:
             "backend": getattr(self._backend, "name", None),
             "intent": EMOTIONS[self.tracker.intent],
             "override": EMOTIONS[ov.emotion] if ov else None,
+            "override_timeout_s": self.config.mood.override_timeout_s,  # an override without seconds ends after this (0: on release)
             "window_s": self.tracker.window_s,
             "window_left_s": round(max(0.0, self.tracker.window_start + self.tracker.window_s - time.monotonic()), 1),
             "blend": self.blend,

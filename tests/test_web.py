@@ -42,8 +42,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_show(source: str = "demo", host: str = "127.0.0.1", token: str = "", window_s: float = 1.0):
+def running_show(source: str = "demo", host: str = "127.0.0.1", token: str = "", window_s: float = 1.0,
+                 override_timeout_s: float = 0.0):
     cfg = Config()
+    cfg.mood.override_timeout_s = override_timeout_s
     cfg.osc.control_port = 0
     cfg.osc.target = "127.0.0.1:9"  # discard: no OSC receiver in these tests
     cfg.mood.window_s = window_s
@@ -101,6 +103,7 @@ def test_dashboard_shows_live_cues_and_a_click_changes_the_next_cue(monkeypatch,
         # the cue's faces are a mean per frame, said so with one decimal (not "faces 6.01")
         assert re.fullmatch(r"\d+\.\d per frame", page.text_content("#cue-faces")), page.text_content("#cue-faces")
         page.screenshot(path=str(screenshot_path("dashboard.png")))
+        assert page.get_attribute("#override-s", "placeholder") == "∞"  # no timeout configured: until release
 
         # an operator clicks "override sadness": the daemon hears it from web:<ip>, the next cue is sadness
         n_before = len(cues)
@@ -275,4 +278,19 @@ def test_a_dashboard_opened_mid_show_shows_the_show_control_log_so_far() -> None
         assert sum("1곡 봄날" in t for t in items) == 1 and sum("intent is joy" in t for t in items) == 1, items
         assert "intent is joy" in items[0]  # newest on top
         page.screenshot(path=str(screenshot_path("dashboard-reloaded-log.png")))
+        browser.close()
+
+
+def test_the_override_field_shows_the_configured_timeout() -> None:
+    """With mood.override_timeout_s set, an override without seconds ends after it: the
+    page's empty "for … s" field says so instead of promising "∞"."""
+    from playwright.sync_api import sync_playwright
+
+    with running_show("demo", override_timeout_s=20) as (daemon, dash, cues, controls), sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        page.goto(dash.url_with_token())
+        wait_for(lambda: page.get_attribute("#override-s", "placeholder") == "20", what="the timeout in the field")
+        page.click("#override-anger")
+        wait_for(lambda: "for 20 s" in page.text_content("#control-result"), what="the control's answer")
         browser.close()

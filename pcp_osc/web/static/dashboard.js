@@ -149,6 +149,8 @@ function showStatus(st) {
   $("uptime").textContent = fmtUptime(st.uptime_s);
   $("intent").textContent = st.intent || "–";
   $("override").textContent = st.override || "none";
+  // an empty "for … s" field means the configured override timeout, or until release
+  $("override-s").placeholder = st.override_timeout_s > 0 ? String(st.override_timeout_s) : "∞";
   $("window-s").textContent = st.window_s;
   $("window-left").textContent = st.window_left_s;
   if (document.activeElement !== $("window") && !$("window").value) $("window").value = st.window_s;
