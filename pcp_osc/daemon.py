@@ -29,7 +29,8 @@ from .control import AllowList, ControlLimits, ControlServer, TokenBucket, osc_j
 from .osc import CONTROL_NAMES, OscStream
 from .palette import colour_for, live_colour
 from .parts import Parts, StatusBoard
-from .perception import Backend
+from .perception import Backend, PerceptionError
+from .perception.region import MAX_REGION_POINTS, AudienceRegion, polygon_problem
 from .types import ControlEvent, Cue, Faces, Frame, LiveSample, Mood
 
 log = logging.getLogger("pcp_osc.daemon")
@@ -89,6 +90,13 @@ class Daemon:
         self.counters: dict[str, int] = defaultdict(int)
         self.perception_ms = 0.0
         self.started = False
+        # The audience region (perception/region.py): the config's until show control sets
+        # another (``region_set_by`` names the sender); the perception thread takes a new one
+        # over between two pictures (``_hand_over_region``), so no picture sees half of it.
+        self.region = _config_region(config)
+        self.region_set_by: str | None = None
+        self._region_lock = threading.Lock()
+        self._region_next: list = []  # [region or None] while one waits for the perception thread
         # Show control: the allow list is resolved once, here; limits per docs/OSC.md.
         self.allow_list = AllowList(config.osc.allowed_senders)
         self._controls = self._control_handlers()
@@ -190,6 +198,8 @@ class Daemon:
             last_index = frame.index
             if self._backend is None:
                 continue
+            if self._region_next:
+                self._hand_over_region()
             t = time.perf_counter()
             try:
                 faces = self._backend.detect(frame.image, frame.timestamp)
@@ -206,6 +216,13 @@ class Daemon:
             sample = LiveSample(mood, live_colour(mood.distribution, self.config.palette), faces, frame)
             self.stream.on_live(sample)
             self.parts.live(sample)
+
+    def _hand_over_region(self) -> None:
+        with self._region_lock:
+            if not self._region_next:
+                return
+            region = self._region_next.pop()
+        self._backend.set_region(region)  # type: ignore[union-attr]
 
     def _clock_loop(self) -> None:
         next_beat = self.t0 + HEARTBEAT_PERIOD_S
@@ -294,6 +311,9 @@ class Daemon:
             "window_s": self.tracker.window_s,
             "window_left_s": round(max(0.0, self.tracker.window_start + self.tracker.window_s - time.monotonic()), 1),
             "blend": self.blend,
+            # the polygon ([x, y] fractions), a mask image's name, or None: the whole picture
+            "audience_region": None if self.region is None else (self.region.polygon_fractions() or self.region.label),
+            "audience_region_set_by": self.region_set_by,  # None: from the config
             "cue": None if cue is None else cue.to_json(),
             "live": None if live is None else {
                 "faces": int(live.faces),
@@ -324,6 +344,7 @@ class Daemon:
             "marker": self._ctl_marker,
             "window": self._ctl_window,
             "blend": self._ctl_blend,
+            "region": self._ctl_region,
             "ping": self._ctl_ping,
         }
         assert tuple(handlers) == CONTROL_NAMES, "osc.CONTROL_NAMES lists every handler, in order"
@@ -362,7 +383,13 @@ class Daemon:
             message, accepted = shown(str(e), 300, backslashes=False), False
             self.counters["control_rejected"] += 1
         event = ControlEvent(address, tuple(osc_json(a) for a in raw), sender, accepted, message)
-        if accepted and handler != self._ctl_ping:
+        if accepted and handler == self._ctl_region:
+            self.region_set_by = sender
+            by = "the dashboard" if sender.startswith("web:") else f"show control ({shown(sender)})"
+            n = len(raw) // 2
+            log.info("audience region %s from %s%s", "set" if n else "cleared", by,
+                     f": {n} points" if n else ": the whole picture is the audience")
+        elif accepted and handler != self._ctl_ping:
             # Every message is in the show log; the console shows a reader's share of them.
             self._accepted_report.warn(sender.rpartition(":")[0], "show control from %s: %s %s -> %s", shown(sender),
                                        shown(address), " ".join(shown(a, 60) for a in event.args), message)
@@ -431,6 +458,33 @@ class Daemon:
             raise ValueError(f"{address} {w} out of range; allowed 0..1")
         self.blend = w
         return f"blend is {w:g}"
+
+    def _ctl_region(self, address: str, args: tuple, now: float) -> str:
+        """x y x y ...: the audience region's corners, fractions of the picture, in order
+        around it (the rule of perception.region); no arguments: the whole picture. The
+        perception takes it over before its next picture."""
+        allowed = (f"allowed: 3..{MAX_REGION_POINTS} x y pairs, fractions 0..1 of the picture's width and height "
+                   f"in order around the audience, or no arguments for the whole picture")
+        if len(args) % 2:
+            raise ValueError(f"{address} got {len(args)} numbers, not x y pairs; {allowed}")
+        for i, v in enumerate(args):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{address} argument {i + 1} = {shown(repr(v), 60, backslashes=False)} is not a number; {allowed}")
+        # OSC floats are 32-bit (0.3 arrives as 0.30000001...): six decimals are far below a pixel
+        points = [[round(float(args[i]), 6), round(float(args[i + 1]), 6)] for i in range(0, len(args), 2)]
+        problem = polygon_problem(points)
+        if problem:
+            raise ValueError(f"{address}: the region {problem}")
+        if self._backend is not None and not callable(getattr(self._backend, "set_region", None)):
+            raise ValueError(f"{address}: the {getattr(self._backend, 'name', 'running')} perception backend cannot change "
+                             f"its audience region while running; set perception.region in the config")
+        region = AudienceRegion(polygon=points, label=f"polygon of {len(points)} points") if points else None
+        with self._region_lock:
+            self.region = region
+            self._region_next = [region]
+        if not points:
+            return "audience region cleared: the whole picture is the audience"
+        return f"audience region set: {len(points)} points; nothing outside it is searched or counted"
 
     def _ctl_ping(self, address: str, args: tuple, now: float) -> str:
         _no_args(address, args)
@@ -525,10 +579,19 @@ class Daemon:
 
 
 COLLAPSIBLE_CONTROLS = {"intent": "intent", "override": "override", "release": "override", "window": "window",
-                        "blend": "blend", "generate": "generate"}
+                        "blend": "blend", "generate": "generate", "region": "region"}
 PONG_SENDERS_MAX = 1024
 ACCEPTED_LINES_PER_SENDER = 20  # console lines per sender address per 10 s; the rest are summed
 PONGS_ALL_SENDERS_FACTOR = 5  # everyone together: this many times one sender's pong rate
+
+
+def _config_region(config: Config) -> AudienceRegion | None:
+    """The config's audience region (None: the whole picture). A mask image that cannot be
+    read is the perception's to report (it refuses to start); here it is the whole picture."""
+    try:
+        return AudienceRegion.from_config(config.perception)
+    except PerceptionError:
+        return None
 
 
 def _args_text(args: tuple) -> str:

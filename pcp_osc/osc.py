@@ -270,4 +270,4 @@ class OscStream(BasePart):
 
 # Show-control addresses the daemon understands, under the prefix (docs/OSC.md, "In"); the
 # daemon's handler table, the dashboard and the report take their names from here.
-CONTROL_NAMES = ("intent", "override", "release", "generate", "marker", "window", "blend", "ping")
+CONTROL_NAMES = ("intent", "override", "release", "generate", "marker", "window", "blend", "region", "ping")

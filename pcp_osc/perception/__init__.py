@@ -3,7 +3,8 @@
 Every backend has ``name``, ``detect(image_bgr, timestamp_s=None) -> Faces`` (one
 picture of a live stream, in order: faces carry track ids) and
 ``detect_many(images) -> list[Faces]`` (independent pictures); the daemon and the
-commands see nothing else. Backends: ``default`` (the shipped face detector + expression classifier on
+commands see nothing else, but for ``set_region(region)`` (an AudienceRegion or None),
+with which show control changes the audience region between two pictures. Backends: ``default`` (the shipped face detector + expression classifier on
 onnxruntime) and ``yolo`` (ultralytics models, .pt or exported .onnx).
 """
 

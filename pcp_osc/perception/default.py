@@ -116,6 +116,13 @@ class DefaultBackend:
         scores = self._live.readings(ids, now, fresh, t)
         return Faces(boxes, conf, scores, track_id=ids)
 
+    def set_region(self, region: AudienceRegion | None) -> None:
+        """Search and count only inside ``region`` (None: the whole picture) from the next
+        picture on. Call it between pictures, from the thread that calls detect."""
+        self.region = region
+        if self._live is not None:
+            self._live.set_region(region)
+
     def detect_still(self, image_bgr: np.ndarray) -> Faces:
         """Like :meth:`detect`, but every part of the image is searched for small faces
         now (no sweep over frames): for photographs, slower."""

@@ -187,6 +187,12 @@ class LiveSearch:
         boxes, conf = self.backend._find_faces(image[box[1]:box[3], box[0]:box[2]], "off")
         return boxes + np.array([box[0], box[1], box[0], box[1]], np.float32), conf
 
+    def set_region(self, region: AudienceRegion | None) -> None:
+        """A new audience region (between two pictures, on the thread that calls step):
+        the next picture makes its tiles afresh and is searched whole inside it."""
+        self.region = region
+        self.size = None
+
     # ------------------------------------------------------------------ readings
 
     def to_read(self, ids: np.ndarray, t: float) -> np.ndarray:

@@ -24,16 +24,20 @@ import numpy as np
 from . import PerceptionError
 
 MASK_THRESHOLD = 128  # mask image pixels at or above this (gray) are audience
+MAX_REGION_POINTS = 64  # corners of one region polygon: an outline drawn by hand needs far fewer
 
 
 def polygon_problem(points: object) -> str | None:
-    """Why ``points`` is not a usable region polygon, or None. Used by the config check."""
+    """Why ``points`` is not a usable region polygon, or None. The one rule for the config
+    check, OSC show control and the dashboard."""
     if not isinstance(points, list):
         return "must be a list of [x, y] points"
     if not points:
         return None  # no region: the whole picture
     if len(points) < 3:
         return f"has {len(points)} point(s); a region needs at least 3 [x, y] points (fractions 0..1 of width and height)"
+    if len(points) > MAX_REGION_POINTS:
+        return f"has {len(points)} points; a region has 3..{MAX_REGION_POINTS} [x, y] points"
     for i, p in enumerate(points):
         if not (isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)):
             return f"point {i + 1} = {p!r} is not [x, y] with two numbers"
@@ -41,9 +45,35 @@ def polygon_problem(points: object) -> str | None:
             return (f"point {i + 1} = {p!r} is outside 0..1: points are fractions of the picture "
                     f"(x 0 = left edge, 1 = right edge; y 0 = top, 1 = bottom), e.g. [0.5, 0.5] is the centre")
     pts = np.array(points, np.float64)
+    crossing = _crossing_edges(pts)
+    if crossing:
+        (a, b), (c, d) = crossing
+        return (f"crosses itself: the edge from point {a + 1} to point {b + 1} crosses the edge from point {c + 1} "
+                f"to point {d + 1}; give the corners in order around the audience (clockwise or anticlockwise)")
     area = 0.5 * abs(np.dot(pts[:, 0], np.roll(pts[:, 1], 1)) - np.dot(pts[:, 1], np.roll(pts[:, 0], 1)))
     if area < 1e-4:
         return f"encloses no area ({area:.6f} of the picture); give the corners of the audience in order around it"
+    return None
+
+
+def _crossing_edges(pts: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The first two edges of the closed polygon that cross each other (not at a shared
+    corner), as ((i, i+1), (j, j+1)) point indices; None when it does not cross itself."""
+    n = len(pts)
+    edges = [(i, (i + 1) % n) for i in range(n)]
+
+    def side(p, q, r) -> float:  # > 0: r left of p->q; < 0: right; 0: on the line
+        return float((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))
+
+    for i in range(n):
+        a, b = pts[edges[i][0]], pts[edges[i][1]]
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the closing edge shares point 1 with the first edge
+            c, d = pts[edges[j][0]], pts[edges[j][1]]
+            d1, d2, d3, d4 = side(a, b, c), side(a, b, d), side(c, d, a), side(c, d, b)
+            if d1 * d2 < 0 and d3 * d4 < 0:
+                return edges[i], edges[j]
     return None
 
 

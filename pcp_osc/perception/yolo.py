@@ -345,6 +345,13 @@ class YoloBackend:
             return self._classify_faces(images_bgr)
         return [self._in_region(im, f) for im, f in zip(images_bgr, self._detect(images_bgr))]
 
+    def set_region(self, region: AudienceRegion | None) -> None:
+        """Count only the faces inside ``region`` (None: the whole picture) from the next
+        picture on; in classifier mode the face detector searches only there."""
+        self.region = region
+        if self.face_detector is not None and callable(getattr(self.face_detector, "set_region", None)):
+            self.face_detector.set_region(region)
+
     def _in_region(self, image: np.ndarray, faces: Faces) -> Faces:
         """Only the faces centred in the audience region (cfg.region / region_mask)."""
         if self.region is None or not len(faces):

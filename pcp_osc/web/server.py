@@ -14,6 +14,7 @@ Routes
   GET  /api/preview.jpg   the latest frame with face boxes (?blur=0 shows faces)
   GET  /api/background.jpg the latest background
   POST /api/control       {"address": "/pcp/intent" | "intent", "args": [...]}  -> daemon.control
+                          (the audience region drawn on the preview: "region", x y pairs)
   POST /api/frame         one JPEG from the camera page -> daemon.browser_source.push
 
 The dashboard is the operator's alone (see docs/OPERATOR.md, "Who can use the dashboard"):
@@ -61,6 +62,7 @@ from ..emotions import EMOTIONS
 from ..console import shown
 from ..control import AllowList
 from ..parts import BasePart
+from ..perception.region import MAX_REGION_POINTS
 from ..types import Background, ControlEvent, Cue, LiveSample
 from .preview import FrameTooLarge, decode_frame, render_background, render_preview
 
@@ -80,6 +82,7 @@ MAX_CONTROL_ARGS = 16
 MAX_CONTROL_TEXT = 1_000  # characters in one string argument (a marker's name)
 MAX_ADDRESS_CHARS = 200
 CONTROL_EXAMPLE = 'send JSON like {"address": "/pcp/intent", "args": ["joy"]}'
+REGION_EXAMPLE = 'send JSON like {"address": "region", "args": [0, 0.4, 1, 0.4, 1, 1, 0, 1]} (x y pairs; no args: the whole picture)'
 FRAME_TYPES = ("image/jpeg", "image/png")
 SECURITY_HEADERS = {
     # no other site may frame the dashboard (a framed page can trick the operator into clicks)
@@ -98,19 +101,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _audience_region(daemon: Daemon):
-    """The audience region of the daemon's perception config (None: the whole picture)."""
-    from ..perception import PerceptionError
-    from ..perception.region import AudienceRegion
-
-    try:
-        return AudienceRegion.from_config(daemon.config.perception)
-    except PerceptionError:
-        return None  # perception reports it (and refuses to start); the preview shows the whole picture
-
-
 
 
 def lan_addresses() -> list[str]:
@@ -177,7 +167,6 @@ class WebDashboard(BasePart):
         self._bg_cache: tuple[Any, bytes] | None = None
         palette = daemon.config.palette
         self.colours = {e: getattr(palette, e) for e in EMOTIONS}
-        self.region = _audience_region(daemon)  # drawn on the preview
 
     # ------------------------------------------------------------------ life cycle
 
@@ -367,7 +356,7 @@ class WebDashboard(BasePart):
                          browser_camera=self.daemon.browser_source is not None,
                          token_required=self.token_required)
         st["colours"] = self.colours
-        st["audience_region"] = None if self.region is None else (self.region.polygon_fractions() or self.region.label)
+        st["max_region_points"] = MAX_REGION_POINTS
         return st
 
     # ------------------------------------------------------------------ HTTP
@@ -489,14 +478,15 @@ class WebDashboard(BasePart):
             return web.Response(status=204)
         asked = request.query.get("blur", "1" if self.cfg.blur_faces else "0") not in ("0", "false", "off")
         blur = asked or self.blur_enforced  # the page may ask for more privacy, never for less
-        key = (latest[2].index, id(latest[1]), blur)
+        region = self.daemon.region  # the newest, as show control set it: outside it is dimmed
+        key = (latest[2].index, id(latest[1]), blur, id(region))
         cached = self._preview_cache
         if cached is not None and cached[0] == key:
             data = cached[1]
         else:
             _, faces, frame = latest
             loop = asyncio.get_running_loop()
-            data = await loop.run_in_executor(None, render_preview, frame.image, faces, self.colours, blur, self.region)
+            data = await loop.run_in_executor(None, render_preview, frame.image, faces, self.colours, blur, region)
             self._preview_cache = (key, data)
         self.counters["previews"] += 1
         return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -539,11 +529,15 @@ class WebDashboard(BasePart):
         if not isinstance(body, dict) or not isinstance(body.get("address"), str) or not isinstance(body.get("args", []), list):
             return refuse(f"{CONTROL_EXAMPLE}: address a string, args a list")
         address, args = body["address"], list(body.get("args", []))
-        problem = _control_problem(address, args)
-        if problem:
-            return refuse(f"{problem}; {CONTROL_EXAMPLE}")
-        if not address.startswith("/"):
+        if not address.startswith("/") and 0 < len(address) <= MAX_ADDRESS_CHARS:
             address = self.daemon.stream.control_address(address)
+        region = address == self.daemon.stream.control_address("region")
+        problem = _control_problem(address, args, 2 * MAX_REGION_POINTS if region else MAX_CONTROL_ARGS)
+        if problem:
+            if region and len(args) > 2 * MAX_REGION_POINTS:
+                problem = (f"the region has {len(args) // 2} points; a region has 3..{MAX_REGION_POINTS} points "
+                           f"(x y pairs, {2 * MAX_REGION_POINTS} numbers at most)")
+            return refuse(f"{problem}; " + (REGION_EXAMPLE if region else CONTROL_EXAMPLE))
         sender = f"web:{request.remote or '?'}"
         loop = asyncio.get_running_loop()
         event = await loop.run_in_executor(None, self.daemon.control, address, args, sender)
@@ -612,12 +606,12 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a control can use")
 
 
-def _control_problem(address: str, args: list) -> str | None:
+def _control_problem(address: str, args: list, max_args: int = MAX_CONTROL_ARGS) -> str | None:
     """What is wrong with a control's address or arguments, or None."""
     if not address or len(address) > MAX_ADDRESS_CHARS:
         return f"address must be 1..{MAX_ADDRESS_CHARS} characters, got {len(address)}"
-    if len(args) > MAX_CONTROL_ARGS:
-        return f"a control takes at most {MAX_CONTROL_ARGS} args, got {len(args)}"
+    if len(args) > max_args:
+        return f"a control takes at most {max_args} args, got {len(args)}"
     for i, a in enumerate(args):
         if isinstance(a, bool):
             continue

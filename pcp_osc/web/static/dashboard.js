@@ -55,8 +55,8 @@ function paintColours(colours) {
 }
 
 // ---- controls -----------------------------------------------------------------
-async function control(name, args) {
-  const out = $("control-result");
+async function control(name, args, resultId = "control-result") {
+  const out = $(resultId);
   out.className = "result";
   out.textContent = `${name} ${args.join(" ")}…`;
   try {
@@ -68,9 +68,11 @@ async function control(name, args) {
     out.className = "result " + (r.ok && body.accepted ? "ok" : "bad");
     out.textContent = body.message || body.error || `HTTP ${r.status}`;
     refreshStatus(); // show the new intent/override/window at once, not at the next status tick
+    return r.ok && body.accepted;
   } catch (err) {
     out.className = "result bad";
     out.textContent = "the daemon did not answer: " + err;
+    return false;
   }
 }
 $("release").addEventListener("click", () => control("release", []));
@@ -86,6 +88,124 @@ $("window-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const v = parseFloat($("window").value);
   control("window", [isNaN(v) ? $("window").value : v]);
+});
+
+// ---- the audience region, drawn on the preview --------------------------------
+// The operator clicks (taps) the corners of the audience on the preview; the points are
+// fractions of the picture (0..1), whatever size the preview is shown at. Apply sends them
+// to the daemon as show control ("region", x y pairs), which checks them with the config's
+// rule; the config file is the operator's: the page shows the line to paste, never writes it.
+const REGION_SNAP = 0.015; // a click this close to the picture's edge (or beyond it) is on the edge
+const REGION_CLOSE_PX = 14; // a click this close to the first corner closes the outline and applies it
+const REGION_MARGIN_PX = 16; // the drawing layer reaches this far beyond the picture (dashboard.css)
+const region = { drawing: false, points: [] };
+function previewBox() {
+  // where the picture lies in the preview frame (object-fit: contain leaves bars around it)
+  const wrap = $("preview-wrap"), img = $("preview");
+  const W = wrap.clientWidth, H = wrap.clientHeight;
+  const nw = img.naturalWidth || 16, nh = img.naturalHeight || 9;
+  const s = Math.min(W / nw, H / nh);
+  return { left: (W - nw * s) / 2, top: (H - nh * s) / 2, width: nw * s, height: nh * s };
+}
+function regionPointAt(ev) {
+  const r = $("preview-wrap").getBoundingClientRect(), b = previewBox();
+  const snap = (v) => (v < REGION_SNAP ? 0 : v > 1 - REGION_SNAP ? 1 : Math.round(v * 10000) / 10000);
+  return [snap((ev.clientX - r.left - b.left) / b.width), snap((ev.clientY - r.top - b.top) / b.height)];
+}
+function regionPx([x, y]) { const b = previewBox(); return [b.left + x * b.width, b.top + y * b.height]; }
+function drawRegion() {
+  const svg = $("region-draw");
+  const pts = region.points.map(regionPx).map(([x, y]) => [x + REGION_MARGIN_PX, y + REGION_MARGIN_PX]);
+  const list = pts.map((p) => p.join(",")).join(" ");
+  let html = pts.length >= 3 ? `<polygon points="${list}"/>` : pts.length ? `<polyline points="${list}"/>` : "";
+  pts.forEach(([x, y], i) => {
+    const cls = i === 0 ? "first" + (pts.length >= 3 ? " closable" : "") : "";
+    html += `<circle class="${cls}" cx="${x}" cy="${y}" r="${i === 0 && pts.length >= 3 ? 7 : 4.5}"/>`;
+  });
+  svg.innerHTML = html;
+  const n = region.points.length;
+  $("region-hint").textContent = n === 0 ? "click the corners of the audience on the preview, in order around it"
+    : n < 3 ? `${n} point${n === 1 ? "" : "s"}: at least 3` : `${n} points: Apply, or click the first point to close`;
+  $("region-apply").disabled = n < 3;
+  $("region-undo").disabled = n === 0;
+}
+function regionMode(on) {
+  region.drawing = on;
+  region.points = [];
+  $("region-draw").toggleAttribute("hidden", !on); // an SVG element has no .hidden property
+  $("preview-wrap").classList.toggle("drawing", on);
+  $("region-idle").hidden = on;
+  $("region-drawing").hidden = !on;
+  if (on) { $("region-result").className = "result"; $("region-result").textContent = ""; drawRegion(); }
+}
+async function applyRegion() {
+  if (region.points.length < 3) return;
+  const ok = await control("region", region.points.flat(), "region-result");
+  if (ok) regionMode(false); // refused: the outline stays to be mended (undo) or cancelled
+}
+$("region-draw").addEventListener("pointerdown", (ev) => {
+  if (!region.drawing || ev.button > 0) return;
+  ev.preventDefault();
+  const p = regionPointAt(ev);
+  if (region.points.length >= 3) {
+    const [fx, fy] = regionPx(region.points[0]), [px, py] = regionPx(p);
+    if (Math.hypot(fx - px, fy - py) <= REGION_CLOSE_PX) { applyRegion(); return; }
+  }
+  const last = region.points[region.points.length - 1];
+  if (last && last[0] === p[0] && last[1] === p[1]) return; // a double click is one corner
+  if (region.points.length >= (state.status && state.status.max_region_points || 64)) {
+    $("region-result").className = "result bad";
+    $("region-result").textContent = `a region has at most ${region.points.length} points: Apply or Undo`;
+    return;
+  }
+  region.points.push(p);
+  drawRegion();
+});
+$("region-start").addEventListener("click", () => regionMode(true));
+$("region-cancel").addEventListener("click", () => regionMode(false));
+$("region-undo").addEventListener("click", () => { region.points.pop(); drawRegion(); });
+$("region-apply").addEventListener("click", applyRegion);
+$("region-clear").addEventListener("click", () => control("region", [], "region-result"));
+document.addEventListener("keydown", (ev) => {
+  if (!region.drawing || ev.target.tagName === "INPUT") return;
+  if (ev.key === "Escape") regionMode(false);
+  else if (ev.key === "Enter") { ev.preventDefault(); applyRegion(); }
+  else if (ev.key === "Backspace" || (ev.key === "z" && (ev.ctrlKey || ev.metaKey))) { ev.preventDefault(); region.points.pop(); drawRegion(); }
+});
+window.addEventListener("resize", () => { if (region.drawing) drawRegion(); });
+function fmtFraction(v) { return String(Math.round(v * 10000) / 10000); }
+function showRegion(st) {
+  const r = st.audience_region;
+  $("region-now").textContent = r == null ? "the whole picture" : Array.isArray(r) ? `${r.length} points` : r;
+  // the line to keep it: the config file is the operator's, so the page never writes it
+  const by = st.audience_region_set_by;
+  const where = by == null ? "" : by.startsWith("web:") ? "on the dashboard" : `by show control (${by})`;
+  let line = "", note = "";
+  if (Array.isArray(r)) {
+    line = "region = [" + r.map(([x, y]) => `[${fmtFraction(x)}, ${fmtFraction(y)}]`).join(", ") + "]";
+    note = by != null ? `set ${where}, for this run only: to keep it, paste this line under [perception] in the config`
+      : "from the config ([perception])";
+  } else if (r == null && by != null) {
+    line = "region = []";
+    note = `cleared ${where}, for this run only: to keep that, remove region (and region_mask) under [perception] in the config`;
+  }
+  $("region-keep").hidden = !line;
+  $("region-keep-note").textContent = note;
+  if ($("region-toml").textContent !== line) $("region-toml").textContent = line;
+}
+$("region-copy").addEventListener("click", async () => {
+  const text = $("region-toml").textContent, out = $("region-result");
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch (err) { // no clipboard API (plain HTTP beyond localhost): copy the selected text instead
+    const range = document.createRange();
+    range.selectNodeContents($("region-toml"));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    if (!document.execCommand("copy")) { out.className = "result bad"; out.textContent = "select the line and copy it (Ctrl+C)"; return; }
+  }
+  out.className = "result ok";
+  out.textContent = "copied: paste it under [perception] in the config file";
 });
 
 // ---- counters: what each one counts (hover a row for the explanation) -----------
@@ -168,6 +288,7 @@ function showStatus(st) {
     });
   $("counters").innerHTML = rows.join("");
   showServers(st.generator);
+  showRegion(st);
   if (st.web && !st.web.browser_camera) $("camera-link").title = "start pcp-osc with --source browser to use the camera page";
 }
 function showControl(ev) {
@@ -240,12 +361,19 @@ function nextPreview() {
   const blur = $("blur").checked ? 1 : 0;
   $("preview").src = PCP.withToken(`/api/preview.jpg?blur=${blur}&n=${previewN++}`);
 }
-$("preview").addEventListener("load", () => { $("preview-empty").style.display = "none"; $("preview").hidden = false; setTimeout(nextPreview, PREVIEW_INTERVAL_MS); });
+$("preview").addEventListener("load", () => {
+  $("preview-empty").style.display = "none";
+  $("preview").hidden = false;
+  $("region-start").disabled = false;
+  if (region.drawing) drawRegion(); // the picture's size may have changed
+  setTimeout(nextPreview, PREVIEW_INTERVAL_MS);
+});
 $("preview").addEventListener("error", () => { $("preview-empty").style.display = "flex"; $("preview").hidden = true; setTimeout(nextPreview, 1000); });
 $("blur").addEventListener("change", () => { $("preview").alt = $("blur").checked ? "camera preview (faces blurred)" : "camera preview"; });
 
 buildBars();
 buildButtons();
+$("region-start").disabled = true; // until there is a picture to draw on
 fetch("/api/status", { headers: PCP.headers() }).then((r) => r.json()).then((st) => {
   if (st.error) { $("status").textContent = st.error; $("status").className = "pill bad"; return; }
   paintColours(st.colours);
