@@ -89,7 +89,7 @@ def test_the_operator_draws_the_audience_region_on_the_preview_and_clears_it(tmp
         assert 3 <= left <= len(everyone) - 3, "faces on both sides of the line the operator draws"
 
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, has_touch=True)
         page.goto(dash.url_with_token())
         wait_for(lambda: page.evaluate("document.getElementById('preview').naturalWidth") > 0, what="the preview")
         assert page.text_content("#region-now") == "the whole picture"
@@ -99,10 +99,15 @@ def test_the_operator_draws_the_audience_region_on_the_preview_and_clears_it(tmp
         def click(fx: float, fy: float) -> None:  # a point of the picture, as the operator sees it
             page.mouse.click(box[0] + fx * box[2], box[1] + fy * box[3])
 
+        def tap(fx: float, fy: float) -> None:  # the same with a finger (a tablet at the desk)
+            page.touchscreen.tap(box[0] + fx * box[2], box[1] + fy * box[3])
+
         page.click("#region-start")
         # corners a little beyond the picture land on its edge (a finger is not a mouse)
-        for fx, fy in ((-0.01, -0.01), (LEFT, 0.004), (LEFT, 1.01), (0.8, 0.5)):
-            click(fx, fy)
+        click(-0.01, -0.01)
+        tap(LEFT, 0.004)
+        tap(LEFT, 1.01)
+        click(0.8, 0.5)
         page.click("#region-undo")  # the last corner was a slip
         click(0.004, 0.996)
         assert page.eval_on_selector_all("#region-draw circle", "c => c.length") == 4
@@ -256,3 +261,28 @@ def test_the_config_refuses_a_region_the_dashboard_would_refuse(tmp_path) -> Non
         (tmp_path / "c.toml").write_text(f"[perception]\n{line}\n")
         with pytest.raises(ConfigError, match=re.escape(words)):
             load_config(tmp_path / "c.toml")
+
+
+def test_with_blurring_on_the_preview_blurs_what_lies_outside_the_region() -> None:
+    """No face is looked for outside the region, so none there gets a box and a blur of its
+    own: with blurring on, the preview blurs everything outside (the faces inside are
+    blurred as found)."""
+    from pcp_osc.perception.region import AudienceRegion
+    from pcp_osc.types import Faces
+    from pcp_osc.web.preview import render_preview
+
+    s = scene("group_oval_office")
+    region = AudienceRegion(polygon=[[0.5, 0], [1, 0], [1, 1], [0.5, 1]])
+    left = s.faces[centres_x(s.faces) < 0.45 * s.size[0]]
+    big = left[np.argmax(left[:, 3] - left[:, 1])]  # the largest face outside the region
+    assert big[3] - big[1] > 200
+
+    def detail(blur: bool) -> float:
+        jpeg = render_preview(s.image, Faces.empty(), {}, blur=blur, region=region)
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        k = img.shape[1] / s.size[0]
+        x1, y1, x2, y2 = (big * k).astype(int)
+        face = img[y1:y2, x1:x2] / max(1.0, float(img[y1:y2, x1:x2].std()))  # dimming aside
+        return float(cv2.Laplacian(face, cv2.CV_32F).var())
+
+    assert detail(blur=True) < detail(blur=False) / 3

@@ -189,7 +189,8 @@ class LiveSearch:
 
     def set_region(self, region: AudienceRegion | None) -> None:
         """A new audience region (between two pictures, on the thread that calls step):
-        the next picture makes its tiles afresh and is searched whole inside it."""
+        the next picture starts afresh, as after a change of size (new tiles, new tracks)
+        and is searched whole inside it, so no one in a wider region waits for the sweep."""
         self.region = region
         self.size = None
 

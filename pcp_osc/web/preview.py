@@ -26,14 +26,22 @@ def render_preview(image_bgr: np.ndarray, faces: Faces, colours_hex: dict[str, s
                    region=None) -> bytes:
     """JPEG bytes of the frame with face boxes and labels; faces pixelated when ``blur``;
     with an audience ``region`` (perception.region.AudienceRegion), what lies outside it
-    is dimmed and the region outlined."""
+    is dimmed (and blurred when ``blur``: no face is found there to blur) and the region
+    outlined."""
     h, w = image_bgr.shape[:2]
     scale = min(1.0, PREVIEW_WIDTH_PX / float(w))
     img = cv2.resize(image_bgr, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else image_bgr.copy()
     ih, iw = img.shape[:2]
     if region is not None:
         mask = region.geometry(iw, ih).mask
-        img[mask == 0] = (img[mask == 0] * REGION_OUTSIDE_DIM).astype(np.uint8)
+        outside = mask == 0
+        if blur and outside.any():
+            # no face is looked for outside the region, so none is boxed and blurred there:
+            # with blurring on, everything outside is blurred (the stage, an excluded row)
+            small = cv2.resize(img, (max(1, iw // BLUR_BLOCK_PX), max(1, ih // BLUR_BLOCK_PX)), interpolation=cv2.INTER_AREA)
+            soft = cv2.GaussianBlur(cv2.resize(small, (iw, ih), interpolation=cv2.INTER_LINEAR), (0, 0), BLUR_BLOCK_PX / 2)
+            img[outside] = soft[outside]
+        img[outside] = (img[outside] * REGION_OUTSIDE_DIM).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(img, contours, -1, REGION_LINE_BGR, 2, cv2.LINE_AA)
     boxes = (faces.boxes * scale).round().astype(int) if len(faces) else np.zeros((0, 4), int)
