@@ -148,6 +148,50 @@ def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror_image(tmp_path)
     assert calls == [2 * NOISE_FLOOR_SAMPLES * len(crops)]
 
 
+def test_one_version_at_a_time_pools_to_the_full_reading(shipped_backend):
+    # Live video reads a followed face one version (crop or mirror image, with one noise
+    # pattern) per reading and pools them over its track: the mean of the versions read
+    # one at a time is the full reading a still gets, and the versions do differ (so
+    # pooling them is what makes the reading steady, and a single one is not enough).
+    clf = shipped_backend.classifier
+    assert clf.n_versions == 2 * NOISE_FLOOR_SAMPLES
+    crops = np.concatenate([clf.crops(shipped.photo(n), shipped.face_box(n)[None]) for n in shipped.photo_names()])
+    full = clf.scores(crops)
+    one_at_a_time = [clf.scores(crops, np.full(len(crops), k)) for k in range(clf.n_versions)]
+    assert np.allclose(np.mean(one_at_a_time, axis=0), full, atol=1e-5)
+    assert max(np.abs(v - full).max() for v in one_at_a_time) > 0.01
+    mixed = np.arange(len(crops)) % (clf.n_versions + 1) - 1  # -1 (full) and each version, in one batch
+    expect = np.stack([full[i] if k < 0 else one_at_a_time[k][i] for i, k in enumerate(mixed)])
+    assert np.allclose(clf.scores(crops, mixed), expect, atol=1e-5)
+    with pytest.raises(ValueError, match="versions must be -1"):
+        clf.scores(crops, np.full(len(crops), clf.n_versions))
+
+
+def test_a_followed_face_costs_one_pass_a_reading_and_reads_as_a_still(tmp_path):
+    # A real portrait as a 30 fps live picture for 1 s: the new face gets the full
+    # reading at once (every version, as a still), then one classifier pass per reading
+    # (reread_s), and what is reported stays the still's reading.
+    backend = DefaultBackend(PerceptionConfig(threads=1))
+    clf = backend.classifier
+    name = "obama_portrait.jpg"
+    image = shipped.photo(name)
+    rows = []
+    real_run = clf.session.run
+    clf.session.run = lambda out, feed: rows.append(len(next(iter(feed.values())))) or real_run(out, feed)
+    first = backend.detect(image, 0.0)
+    assert len(first) == 1 and rows == [clf.n_versions]
+    still = clf.classify(image, first.boxes)[0]
+    assert np.allclose(first.scores[0], still, atol=1e-5)
+    rows.clear()
+    for k in range(1, 31):
+        faces = backend.detect(image, k / 30)
+        assert len(faces) == 1
+    readings = int(1.0 / backend.cfg.reread_s)
+    assert readings - 1 <= sum(rows) <= readings + 1 and max(rows) == 1  # one pass a reading, not n_versions
+    assert EMOTIONS[int(faces.scores[0].argmax())] == "joy"
+    assert np.abs(faces.scores[0] - clf.classify(image, faces.boxes)[0]).max() < 0.05
+
+
 def test_smiles_stay_joy_with_mirror_averaging_and_light_normalisation(shipped_backend):
     for name, label in HUMAN_LABELS.items():
         got = EMOTIONS[int(_reading(shipped_backend, name).argmax())]

@@ -191,11 +191,12 @@ class ExpressionClassifier:
 
     # ------------------------------------------------------------------ public
 
-    def classify(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(n, 5) scores for the faces at ``boxes`` (xyxy px) in a BGR uint8 frame."""
+    def classify(self, image: np.ndarray, boxes: np.ndarray, versions: np.ndarray | None = None) -> np.ndarray:
+        """(n, 5) scores for the faces at ``boxes`` (xyxy px) in a BGR uint8 frame (a full
+        reading each, or the ``versions`` given: see :meth:`scores`)."""
         if not len(boxes):
             return np.zeros((0, N_EMOTIONS), np.float32)
-        return self.scores(self.crops(image, boxes))
+        return self.scores(self.crops(image, boxes), versions)
 
     def crops(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(n, S, S) gray or (n, S, S, 3) colour uint8 crops as the model sees them (framed
@@ -229,21 +230,50 @@ class ExpressionClassifier:
             colour_crops[i] = cv2.resize(patch, (size, size), interpolation=interp)
         return self._model_colour(colour_crops)
 
-    def scores(self, crops: np.ndarray) -> np.ndarray:
-        """(n, 5) scores of crops made by :meth:`crops`, in one batch: with ``mirror`` the
-        crops and their mirror images, with a noise floor each of those with every noise
-        pattern added; the probabilities of a face's versions are averaged."""
+    @property
+    def n_versions(self) -> int:
+        """How many versions of a crop one full reading averages: the crop and (``mirror``)
+        its mirror image, each (noise floor) with every noise pattern added."""
+        return (2 if self.mirror else 1) * (len(self._noise) if self._noise is not None else 1)
+
+    def scores(self, crops: np.ndarray, versions: np.ndarray | None = None) -> np.ndarray:
+        """(n, 5) scores of crops made by :meth:`crops`, in one batch.
+
+        A full reading (``versions`` None, or -1 for a crop) averages the probabilities of
+        all :attr:`n_versions` versions of the crop: with ``mirror`` the crop and its mirror
+        image, with a noise floor each of those with every noise pattern added. A reading
+        of version ``k`` (0 <= k < n_versions) runs that one version only: live video reads
+        a followed face one version at a time, in turn, and pools them over its track
+        (:meth:`LiveSearch.readings`), so a face costs one pass per reading, not four.
+        Versions go crop, mirror, crop, mirror, ... with the noise patterns in turn."""
         n = len(crops)
         if not n:
             return np.zeros((0, N_EMOTIONS), np.float32)
-        versions = [crops, crops[:, :, ::-1]] if self.mirror else [crops]
-        if self._noise is not None:
-            versions = [_add_noise(v, field) for v in versions for field in self._noise]
-        probs = self._probabilities(self._run(self._tensor(np.concatenate(versions))))
-        probs = probs.reshape(len(versions), n, -1).mean(axis=0)
+        which = np.full(n, -1, np.int64) if versions is None else np.asarray(versions, np.int64).reshape(n)
+        if ((which < -1) | (which >= self.n_versions)).any():
+            raise ValueError(f"classifier versions must be -1 (all) or 0..{self.n_versions - 1}")
+        batches, owners = [], []
+        for k in range(self.n_versions):
+            idx = np.flatnonzero((which < 0) | (which == k))
+            if len(idx):
+                batches.append(self._version(crops[idx], k))
+                owners.append(idx)
+        owner = np.concatenate(owners)
+        probs = self._probabilities(self._run(self._tensor(np.concatenate(batches))))
+        total = np.zeros((n, probs.shape[1]), np.float64)
+        np.add.at(total, owner, probs)
+        probs = (total / np.bincount(owner, minlength=n)[:, None]).astype(np.float32)
         scores = probs @ self.merge
         scores /= np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)
         return scores
+
+    def _version(self, crops: np.ndarray, k: int) -> np.ndarray:
+        """Version ``k`` of crops (see :meth:`scores`)."""
+        sides = 2 if self.mirror else 1
+        out = crops[:, :, ::-1] if k % sides else crops
+        if self._noise is not None:
+            out = _add_noise(out, self._noise[k // sides])
+        return out
 
     # ------------------------------------------------------------------ steps
 

@@ -110,10 +110,12 @@ class DefaultBackend:
         t = time.monotonic() if timestamp_s is None else _timestamp(timestamp_s)
         boxes, conf, ids = self._live.step(image, t)
         # each followed face's expression is read again every cfg.reread_s (new faces at
-        # once); in between it keeps its latest reading
+        # once, every version of the crop); a followed face one version per reading, pooled
+        # over its last readings (LiveSearch.readings); in between it keeps its reading
         now = self._live.to_read(ids, t)
-        fresh = self.classifier.classify(image, boxes[now]) if now.any() else np.zeros((0, 5), np.float32)
-        scores = self._live.readings(ids, now, fresh, t)
+        versions = self._live.versions(ids[now])
+        fresh = self.classifier.classify(image, boxes[now], versions) if now.any() else np.zeros((0, 5), np.float32)
+        scores = self._live.readings(ids, now, versions, fresh, t, self.classifier.n_versions)
         return Faces(boxes, conf, scores, track_id=ids)
 
     def set_region(self, region: AudienceRegion | None) -> None:

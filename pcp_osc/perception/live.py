@@ -75,7 +75,7 @@ class LiveSearch:
         self._edge_credit = [0.0, 0.0]
         self._travel = np.zeros(2, np.float32)  # px moved one way so far, per axis (signed)
         self._motion_t: float | None = None
-        self._read: dict[int, tuple[np.ndarray, float]] = {}  # track id -> (latest scores, when read)
+        self._read: dict[int, tuple[np.ndarray, int, float]] = {}  # track id -> (readings per version, next version, when read)
         self._read_t: float | None = None
         self._read_credit = 0.0
         self.pictures = 0
@@ -204,7 +204,7 @@ class LiveSearch:
         n = len(ids)
         if every <= 0 or not n:
             return np.ones(n, bool)
-        age = np.array([t - self._read.get(int(i), (None, -np.inf))[1] for i in ids])
+        age = np.array([t - self._read.get(int(i), (None, 0, -np.inf))[2] for i in ids])
         now = ~np.isfinite(age)
         # faces read at least half a period ago may be read now, oldest first, as many as
         # this picture's share; so readings spread over the pictures instead of bunching
@@ -220,14 +220,32 @@ class LiveSearch:
         now[np.isfinite(age) & (age >= every)] = True
         return now
 
-    def readings(self, ids: np.ndarray, now: np.ndarray, fresh: np.ndarray, t: float) -> np.ndarray:
-        """(n, 5) scores: the fresh ones where read now, else each face's latest."""
-        out = np.zeros((len(ids), fresh.shape[1] if fresh.ndim == 2 and fresh.shape[1] else 5), np.float32)
-        out[now] = fresh
-        for j in np.flatnonzero(~now):
-            out[j] = self._read[int(ids[j])][0]
-        for j in np.flatnonzero(now):
-            self._read[int(ids[j])] = (out[j].copy(), t)
+    def versions(self, ids: np.ndarray) -> np.ndarray:
+        """Which version of each face's crop to read (classifier.scores' ``versions``): a
+        new face gets a full reading (-1: every version at once); a followed face the next
+        version in turn, one pass instead of n_versions (see :meth:`readings`)."""
+        return np.array([self._read[int(i)][1] if int(i) in self._read else -1 for i in ids], np.int64)
+
+    def readings(self, ids: np.ndarray, now: np.ndarray, versions: np.ndarray, fresh: np.ndarray, t: float,
+                 n_versions: int = 1) -> np.ndarray:
+        """(n, 5) scores: per face, the mean of its latest reading of each version (the
+        fresh ones where read now). A full reading fills every version at once, so a new
+        face reads as a still does; a followed face renews one version per reading, so its
+        evidence is pooled over its last n_versions readings (a few tenths of a second at
+        ``reread_s``): the mirror image and the noise floor cost one pass a reading."""
+        width = fresh.shape[1] if fresh.ndim == 2 and fresh.shape[1] else 5
+        n_versions = max(1, int(n_versions))
+        out = np.zeros((len(ids), width), np.float32)
+        for row, j, k in zip(fresh, np.flatnonzero(now), versions):
+            key = int(ids[j])
+            ring = self._read.get(key, (None, 0, 0.0))[0]
+            if k < 0 or ring is None or ring.shape != (n_versions, width):
+                ring, k = np.repeat(row[None].astype(np.float32), n_versions, axis=0), -1
+            else:
+                ring[k] = row
+            self._read[key] = (ring, (k + 1) % n_versions, t)
+        for j, i in enumerate(ids):
+            out[j] = self._read[int(i)][0].mean(axis=0)
         if len(self._read) > 2 * len(self.tracker) + MAX_READINGS_KEPT:  # forget faces whose tracks ended
             alive = set(int(i) for i in self.tracker.ids)
             self._read = {i: r for i, r in self._read.items() if i in alive}
