@@ -89,7 +89,9 @@ def test_the_operator_draws_the_audience_region_on_the_preview_and_clears_it(tmp
         assert 3 <= left <= len(everyone) - 3, "faces on both sides of the line the operator draws"
 
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 900}, has_touch=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, has_touch=True)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=dash.url.rstrip("/"))
+        page = context.new_page()
         page.goto(dash.url_with_token())
         wait_for(lambda: page.evaluate("document.getElementById('preview').naturalWidth") > 0, what="the preview")
         assert page.text_content("#region-now") == "the whole picture"
@@ -124,6 +126,9 @@ def test_the_operator_draws_the_audience_region_on_the_preview_and_clears_it(tmp
         wait_for(lambda: page.text_content("#region-now") == "4 points", what="the region on the page")
         # the line to keep it is the region, as the config reads it
         line = page.text_content("#region-toml")
+        page.click("#region-copy")
+        wait_for(lambda: "copied" in page.text_content("#region-result"), what="the copy")
+        assert page.evaluate("navigator.clipboard.readText()") == line
         (tmp_path / "keep.toml").write_text(f"[perception]\n{line}\n")
         assert load_config(tmp_path / "keep.toml").perception.region == region
         page.screenshot(path=str(screenshot_path("dashboard-region.png")))
