@@ -13,6 +13,11 @@
   speed and finds do not depend on the order).
 - **Slow source**: pictures of different scenes every 2 s (a folder, or a phone's
   browser camera): how many were searched whole, and the faces found.
+- **Under stage light** (``lights``): the same pan and cut as a camera sees it under a
+  wash of pcp_bench.stagelight (darker, tinted, sensor noise drawn afresh every frame,
+  JPEG): the visible face-frames found, and whether each person keeps the emotion read
+  in normal light -- per face-frame (what ``/pcp/live/faces`` says) and per person over
+  the shot (the mean of the person's readings, as the mood counts them).
 
 Timings depend on what else the machine runs; compare ratios within one run.
 """
@@ -156,8 +161,10 @@ def counted(video: LiveVideo, i: int) -> bool:
     return (i - start) / video.fps >= SETTLE_S
 
 
-def measure_live(backend, video: LiveVideo) -> dict:
-    """Run every frame through ``backend.detect`` (video time), and score it."""
+def measure_live(backend, video: LiveVideo, readings: dict | None = None) -> dict:
+    """Run every frame through ``backend.detect`` (video time), and score it. ``readings``:
+    filled with (frame, person) -> the scores reported for each visible face found in a
+    counted frame."""
     times, found, visible, false, flicker = [], 0, 0, 0, 0  # flicker: counted frames with a visible face missed
     first_found, first_visible = [], []
     ids_per_person: dict[int, set] = {}
@@ -179,6 +186,10 @@ def measure_live(backend, video: LiveVideo) -> dict:
         false += nfalse
         flicker += int((match < 0).any())
         now_id = {}
+        if readings is not None:
+            for key, m in zip(video.person[i], match):
+                if m >= 0:
+                    readings[(i, int(key))] = np.asarray(faces.scores[m], np.float32)
         for key, m in zip(video.person[i], match):
             if m >= 0 and faces.track_id[m] >= 0:
                 tid = int(faces.track_id[m])
@@ -209,6 +220,38 @@ def measure_live(backend, video: LiveVideo) -> dict:
     }
 
 
+def lit(video: LiveVideo, light: str) -> LiveVideo:
+    """The video as a camera sees it under a stage light (pcp_bench.stagelight.LIGHTS), the
+    sensor noise drawn afresh for every frame."""
+    from .stagelight import stage_light
+
+    return LiveVideo([stage_light(f, light, seed=i) for i, f in enumerate(video.frames)], video.visible, video.person,
+                     video.dont_care, video.cuts, video.fps, video.face_px, video.names)
+
+
+def compare_readings(normal: dict, lit_readings: dict) -> dict:
+    """How many face-frames and people keep the emotion read in normal light. Face-frames:
+    those found in both runs, top emotion equal. People: each person's readings averaged
+    over the face-frames found in both runs (as the mood counts a person), top equal."""
+    from pcp_osc.emotions import EMOTIONS
+
+    common = sorted(set(normal) & set(lit_readings))
+    same = sum(int(normal[k].argmax() == lit_readings[k].argmax()) for k in common)
+    people: dict[int, list] = {}
+    for k in common:
+        people.setdefault(k[1], []).append(k)
+    kept, joy_kept, joy_people = 0, 0, 0
+    joy = EMOTIONS.index("joy")
+    for keys in people.values():
+        a = np.mean([normal[k] for k in keys], axis=0).argmax()
+        b = np.mean([lit_readings[k] for k in keys], axis=0).argmax()
+        kept += int(a == b)
+        joy_people += int(a == joy)
+        joy_kept += int(a == joy and b == joy)
+    return {"face_frames_compared": len(common), "face_frames_agree": same,
+            "people_compared": len(people), "people_agree": kept, "joy_people": joy_people, "joy_people_kept": joy_kept}
+
+
 def measure_slow(backend, video: LiveVideo) -> dict:
     """Pictures every SLOW_INTERVAL_S of video time: searched whole? faces found?"""
     found = visible = false = whole = 0
@@ -227,7 +270,8 @@ def measure_slow(backend, video: LiveVideo) -> dict:
             "faces": visible, "false_boxes": false, "ms_p50": round(float(np.median(times)) * 1000, 1)}
 
 
-def run_live_bench(config, fer: str | None | bool = None, progress: Callable[[str], None] = lambda s: None) -> dict:
+def run_live_bench(config, fer: str | None | bool = None, progress: Callable[[str], None] = lambda s: None,
+                   lights: tuple[str, ...] = ()) -> dict:
     from pcp_osc.perception import make_backend
 
     from .perception import fer_python, measure_fer
@@ -241,8 +285,16 @@ def run_live_bench(config, fer: str | None | bool = None, progress: Callable[[st
                        "visible_faces_per_frame": round(float(np.mean([len(v) for v in video.visible])), 1)}
     backend = make_backend(config.perception)
     progress(f"pcp-osc ({backend.name}) on {len(video.frames)} frames ...")
-    result["pcp_osc"] = r = measure_live(backend, video)
+    normal: dict = {}
+    result["pcp_osc"] = r = measure_live(backend, video, normal)
     progress(f"  {r['fps']} fps, found {r['found_share'] * 100:.1f}% of visible face-frames")
+    for light in lights:
+        progress(f"the same video under stage light '{light}' ...")
+        readings: dict = {}
+        m = measure_live(make_backend(config.perception), lit(video, light), readings)
+        result.setdefault("stage_light", {})[light] = {
+            "fps": m["fps"], "found_share": m["found_share"], "face_frames_visible": m["face_frames_visible"],
+            "false_per_frame": m["false_per_frame"], "id_switches": m["id_switches"], **compare_readings(normal, readings)}
     if fer is not False:
         try:
             py = fer_python(fer or None)
@@ -283,6 +335,13 @@ def format_live(result: dict) -> str:
         share = f["faces_found"] / max(1e-9, f["faces_placed"])
         lines.append(f"fer {f['version']}: {f['fps']} fps ({f['cpu_ms_per_frame']} CPU ms/frame), found {share * 100:.1f}% "
                      f"of visible face-frames on the same frames ({f['frames']} frames) -> pcp-osc / fer = {p.get('fps_ratio_vs_fer', '-')}x")
+    for light, m in result.get("stage_light", {}).items():
+        lines.append(f"under stage light '{light}': {m['fps']} fps, found {m['found_share'] * 100:.1f}% of {m['face_frames_visible']} "
+                     f"visible face-frames, {m['false_per_frame']} false boxes/frame; emotion as in normal light: "
+                     f"{m['face_frames_agree']}/{m['face_frames_compared']} face-frames "
+                     f"({m['face_frames_agree'] / max(1, m['face_frames_compared']) * 100:.0f}%), "
+                     f"{m['people_agree']}/{m['people_compared']} people over the shot, "
+                     f"joy kept {m['joy_people_kept']}/{m['joy_people']}")
     lines.append(f"slow source (a picture every {SLOW_INTERVAL_S:g} s): {s['searched_whole']}/{s['pictures']} searched whole, "
                  f"found {s['found_share'] * 100:.1f}% of {s['faces']} faces, {s['false_boxes']} false boxes, {s['ms_p50']} ms per picture")
     lines += [f"note: {n}" for n in result["notes"]]

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--live", action="store_true", help="instead, live video from real photographs: a camera pan with a cut "
                    "(found share, flicker, track ids, fer side by side) and a slow source (a picture every 2 s)")
+    p.add_argument("--light", default="", metavar="NAME,..", help="with --live: also the same video under these stage "
+                   "lights (dim, magenta, blue, red; or all): faces found and emotions kept from normal light")
     p.add_argument("--stills", action="store_true", help="instead, photographs: 1280x720 stills from real scenes (faces "
                    "20..110 px) searched whole, pictures per second and faces found (fer side by side), and the false "
                    "boxes on the real scenes at their own size and from a 4K camera")
@@ -61,12 +63,21 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(result, indent=2) if args.json else format_stills(result))
         return 0
+    if args.light and not args.live:
+        print("pcp-osc bench: --light goes with --live (the stills' stage-light bench is --stage-light)", file=sys.stderr)
+        return 2
     if args.live:
         from pcp_bench.live import format_live, run_live_bench
+        from pcp_bench.stagelight import LIGHTS
 
+        lights = tuple(LIGHTS) if args.light == "all" else tuple(x.strip() for x in args.light.split(",") if x.strip())
+        unknown = [x for x in lights if x not in LIGHTS]
+        if unknown:
+            print(f"pcp-osc bench: --light {', '.join(unknown)} not known; allowed: {', '.join(LIGHTS)} or all", file=sys.stderr)
+            return 2
         try:
             result = run_live_bench(load_config(args.config), fer=False if args.no_fer else args.fer_python,
-                                    progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True))
+                                    progress=lambda s: print(f"[bench] {s}", file=sys.stderr, flush=True), lights=lights)
         except (ConfigError, PerceptionError, RuntimeError, ValueError) as e:
             print(f"pcp-osc bench: {e}", file=sys.stderr)
             return 2

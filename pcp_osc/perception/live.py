@@ -47,7 +47,10 @@ EDGE_MIN_PERIOD_S = 0.1
 
 # The coarse pass's parts overlap by this (frame px): a face up to this size is whole in one.
 COARSE_OVERLAP_PX = 320
-MAX_READINGS_KEPT = 64  # readings of ended tracks kept before they are forgotten
+MAX_READINGS_KEPT = 64
+# How often the picture's light is measured for the detector's view (search.view_lut):
+# a lighting change reaches the detector within this; in between the table is reused.
+VIEW_REFRESH_S = 0.5  # readings of ended tracks kept before they are forgotten
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
@@ -79,6 +82,7 @@ class LiveSearch:
         self._read_t: float | None = None
         self._read_credit = 0.0
         self.pictures = 0
+        self._view_lut, self._view_t = None, None  # the detector's view of the light (search.view_lut), when measured
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes, detection confidence, track ids) of the faces seen in this picture."""
@@ -100,6 +104,10 @@ class LiveSearch:
             # a cut: whoever is in the picture now is someone new (a face at the same place
             # in the new shot must not continue an old track)
             self.tracker.end_all()
+        # the detector sees the picture with a stage wash's level and colour cast taken out
+        # (search.detector_view), measured every VIEW_REFRESH_S and on a cut; the
+        # expression classifier gets the picture itself
+        image = self._detector_view(image, t, dt is not None and change >= self.schedule.cut_change)
         predicted = self.tracker.predict(t)
         small = float(self.cfg.small_face_scale)
         looking = len(predicted)
@@ -169,6 +177,13 @@ class LiveSearch:
         seen = ids >= 0
         self._measure_motion(t, boxes[seen], ids[seen], plan.full and plan.reason == "cut")
         return boxes[seen], conf[seen], ids[seen]
+
+    def _detector_view(self, image: np.ndarray, t: float, cut: bool) -> np.ndarray:
+        from . import search as face_search
+
+        if cut or self._view_t is None or not 0 <= t - self._view_t < VIEW_REFRESH_S:
+            self._view_lut, self._view_t = face_search.view_lut(image), t
+        return face_search.apply_view(image, self._view_lut)
 
     def _coarse_part(self, image: np.ndarray, geo) -> tuple[np.ndarray, np.ndarray]:
         """The next of COARSE_PARTS overlapping parts of the picture (of the region's box)
@@ -311,6 +326,7 @@ class LiveSearch:
         self._centres, self._edge, self._edge_credit = {}, [None, None], [0.0, 0.0]
         self._travel, self._motion_t = np.zeros(2, np.float32), None
         self._read, self._read_t, self._read_credit = {}, None, 0.0
+        self._view_t = None
         self.size = (w, h)
         self.tracker.reset()
         self.schedule.reset()

@@ -70,12 +70,24 @@ def detector_view(image: np.ndarray) -> np.ndarray:
     colour-washed picture, each channel stretched from its 1st to its 99.9th percentile
     to the full range (the wash's colour cast and level taken out; found boxes stay in
     the picture's own pixels). The expression classifier still sees the picture itself."""
+    return apply_view(image, view_lut(image))
+
+
+def view_lut(image: np.ndarray) -> np.ndarray | None:
+    """The (256, 3) per-channel table that :func:`detector_view` applies to this picture,
+    or None in normal light. Live video measures it every few tenths of a second (the
+    light changes slowly) and applies it to every picture (:func:`apply_view`)."""
     sample = image[::VIEW_SAMPLE_STEP, ::VIEW_SAMPLE_STEP].reshape(-1, 3)
     lo, hi = np.percentile(sample, [1, TOP_PERCENTILE], axis=0)
     if hi.min() >= DIM_CHANNEL_TOP:
-        return image
+        return None
     ramp = np.arange(256, dtype=np.float32)[:, None]
-    lut = np.clip((ramp - lo) * (255.0 / np.maximum(hi - lo, 8.0)), 0, 255).astype(np.uint8)
+    return np.clip((ramp - lo) * (255.0 / np.maximum(hi - lo, 8.0)), 0, 255).astype(np.uint8)
+
+
+def apply_view(image: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
+    if lut is None:
+        return image
     return cv2.merge([cv2.LUT(np.ascontiguousarray(image[..., c]), np.ascontiguousarray(lut[:, c])) for c in range(3)])
 
 
