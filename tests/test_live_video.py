@@ -17,7 +17,7 @@ import pytest
 from heard import Heard
 from oscutil import OscReceiver
 from pcp_bench.live import counted, lit, pan_video, score_frame, slow_pictures, window
-from pcp_bench.stagelight import LIGHTS
+from pcp_bench.stagelight import LIGHTS, stage_light
 from pcp_osc.config import ConfigError, PerceptionConfig, config_from_dict, load_config
 from pcp_osc.data.scenes import scene
 from pcp_osc.perception.default import DefaultBackend
@@ -285,17 +285,24 @@ def test_the_preview_dims_what_lies_outside_the_region():
     assert abs(float(drawn[:, w // 2 + 8:].mean()) - float(plain[:, w // 2 + 8:].mean())) < 3
 
 
-def test_a_lighting_cue_is_not_a_cut_people_keep_their_ids():
+@pytest.mark.parametrize("light", ["magenta", "red"])
+def test_a_lighting_cue_is_not_a_cut_people_keep_their_ids(light):
+    # The room goes from normal light to a dim wash (the stage-light bench's: 30%, tinted,
+    # sensor noise, JPEG) between two pictures: no cut (no whole search), everyone keeps
+    # their track id, and the detector's view of the light follows at once -- before,
+    # it was measured again only every 0.5 s, and under magenta the first pictures after
+    # the cue showed 3..6 of the 8 people.
     s = scene("group_blue_room").scaled(0.8)
     frame = window(s.image, 128, 72)
-    washed = np.clip(frame.astype(np.float32) * [0.55, 0.3, 0.6], 0, 255).astype(np.uint8)  # dim magenta wash
     b = DefaultBackend(PerceptionConfig(threads=1))
     before = [b.detect(frame, i / 30) for i in range(10)]
-    after = [b.detect(washed, i / 30) for i in range(10, 20)]
+    after = [b.detect(stage_light(frame, light, i), i / 30) for i in range(10, 25)]
     assert b._live.schedule.counts.get("full") == 1, "only the first picture was searched whole"
     ids_before = set(before[-1].track_id.tolist())
-    ids_after = {int(t) for f in after for t in f.track_id}
-    assert len(ids_before) >= 6 and ids_after and ids_after <= ids_before
+    assert len(ids_before) == 8
+    kept = [len(set(f.track_id.tolist()) & ids_before) for f in after]
+    assert min(kept) >= 7, kept  # one small face may flicker with the sensor noise
+    assert all(set(f.track_id.tolist()) <= ids_before for f in after)
 
 
 def test_two_videos_in_one_detect_run_are_two_streams(tmp_path):

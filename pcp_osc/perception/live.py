@@ -50,7 +50,9 @@ COARSE_OVERLAP_PX = 320
 MAX_READINGS_KEPT = 64
 # How often the picture's light is measured for the detector's view (search.view_lut):
 # a lighting change reaches the detector within this; in between the table is reused.
-VIEW_REFRESH_S = 0.5  # readings of ended tracks kept before they are forgotten
+VIEW_REFRESH_S = 0.5
+VIEW_LIGHT_CHANGE = np.log(1.25)  # a channel's mean brighter or darker by 25%: the light changed
+VIEW_LEVEL_STEP = 16  # every 16th pixel of every 16th row tells the light's level  # readings of ended tracks kept before they are forgotten
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
@@ -82,7 +84,8 @@ class LiveSearch:
         self._read_t: float | None = None
         self._read_credit = 0.0
         self.pictures = 0
-        self._view_lut, self._view_t = None, None  # the detector's view of the light (search.view_lut), when measured
+        # the detector's view of the light (search.view_lut): its table, when and at what level measured
+        self._view_lut, self._view_t, self._view_level = None, None, None
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes, detection confidence, track ids) of the faces seen in this picture."""
@@ -179,10 +182,15 @@ class LiveSearch:
         return boxes[seen], conf[seen], ids[seen]
 
     def _detector_view(self, image: np.ndarray, t: float, cut: bool) -> np.ndarray:
+        """The picture as the detector sees it (search.detector_view), its table measured
+        again every VIEW_REFRESH_S, on a cut, and at once when the light changes (a
+        lighting cue: a channel's mean moves by VIEW_LIGHT_CHANGE or more)."""
         from . import search as face_search
 
-        if cut or self._view_t is None or not 0 <= t - self._view_t < VIEW_REFRESH_S:
-            self._view_lut, self._view_t = face_search.view_lut(image), t
+        level = image[::VIEW_LEVEL_STEP, ::VIEW_LEVEL_STEP].reshape(-1, 3).mean(axis=0) + 1.0
+        changed = self._view_level is None or bool((np.abs(np.log(level / self._view_level)) >= VIEW_LIGHT_CHANGE).any())
+        if cut or changed or self._view_t is None or not 0 <= t - self._view_t < VIEW_REFRESH_S:
+            self._view_lut, self._view_t, self._view_level = face_search.view_lut(image), t, level
         return face_search.apply_view(image, self._view_lut)
 
     def _coarse_part(self, image: np.ndarray, geo) -> tuple[np.ndarray, np.ndarray]:
