@@ -6,7 +6,9 @@ group scenes, every face's box checked by eye) are put under simulated stage lig
 darkened, tinted, with sensor noise and JPEG compression, see :data:`LIGHTS` -- and
 searched with the shipped backend (``detect_still``). For every face of the scenes:
 
-- found: a box matches the face (the scenes' own scoring, IoU >= 0.3);
+- found: a box matches the face (the scenes' own scoring, IoU >= 0.3); boxes that match
+  no face are false boxes; the search's time per picture (``detect_still``, which also
+  reads the faces' expressions) is measured too;
 - agrees: its top emotion is the one read on the same face in normal light (by the same
   settings);
 - smiles: faces whose photograph's provenance says they smile, read as joy.
@@ -68,6 +70,8 @@ class Found:
 
     images: list[np.ndarray]
     boxes: list[np.ndarray]
+    false: int = 0  # boxes that are no face (the scenes' own scoring)
+    ms: tuple[float, ...] = ()  # detect_still's time per picture, milliseconds
 
     @property
     def found(self) -> np.ndarray:
@@ -76,12 +80,18 @@ class Found:
 
 def find_faces(backend, scene_list, light: str | None, seed: int = 0) -> Found:
     """Search every scene (under ``light``, or as it is) and match the boxes to its faces."""
+    import time
+
     from pcp_osc.data.scenes import MATCH_IOU, _iou
 
-    images, boxes = [], []
+    images, boxes, ms = [], [], []
+    false = 0
     for k, s in enumerate(scene_list):
         image = np.ascontiguousarray(s.image) if light is None else stage_light(s.image, light, seed + k)
+        t0 = time.perf_counter()
         found = backend.detect_still(image).boxes
+        ms.append((time.perf_counter() - t0) * 1000)
+        false += s.score(found).false
         mine = np.full((len(s.faces), 4), np.nan, np.float32)
         if len(found) and len(s.faces):
             iou = _iou(s.faces, found)
@@ -91,7 +101,7 @@ def find_faces(backend, scene_list, light: str | None, seed: int = 0) -> Found:
                     mine[fi] = found[j]
         images.append(image)
         boxes.append(mine)
-    return Found(images, boxes)
+    return Found(images, boxes, false, tuple(ms))
 
 
 def read_emotions(classifier, found: Found) -> np.ndarray:
@@ -128,7 +138,8 @@ def smile_labels(scene_list) -> np.ndarray:
     return np.array(out, int)
 
 
-def run(settings=SETTINGS, lights=tuple(LIGHTS), kinds=("photo", "group"), threads: int = 0, progress=None) -> dict:
+def run(settings=SETTINGS, lights=tuple(LIGHTS), kinds=("photo", "group"), threads: int = 0, progress=None,
+        seed: int = 0) -> dict:
     from pcp_osc.config import ClassifierConfig, PerceptionConfig
     from pcp_osc.data.scenes import scenes
     from pcp_osc.emotions import EMOTIONS
@@ -142,11 +153,15 @@ def run(settings=SETTINGS, lights=tuple(LIGHTS), kinds=("photo", "group"), threa
                     "labelled": int(known.sum()), "smiling": int(smiling.sum()),
                     "lights": {k: {"gain_bgr": list(v[0]), "level": v[1], "noise_sigma": v[2], "jpeg_quality": v[3]}
                                for k, v in LIGHTS.items() if k in lights},
-                    "settings": {}}
+                    "noise_seed": seed, "search": {}, "settings": {}}
     detector = DefaultBackend(PerceptionConfig(threads=threads))
     if progress:
         progress("searching the scenes in normal light and under " + ", ".join(lights))
-    searched = {light: find_faces(detector, scene_list, light) for light in (None, *lights)}
+    detector.detect_still(scene_list[0].image)  # first call: onnxruntime's warm-up, not counted
+    searched = {light: find_faces(detector, scene_list, light, seed) for light in (None, *lights)}
+    for light, f in searched.items():
+        result["search"][light or "normal"] = {"found": int(f.found.sum()), "false_boxes": f.false,
+                                               "ms_per_picture": round(float(np.mean(f.ms)), 1)}
     for light_mode, floor in settings:
         key = f"{light_mode}, noise floor {floor:g}"
         if progress:
@@ -181,6 +196,10 @@ def format_table(result: dict) -> str:
              f"{k} faces labelled smiling or not by their photograph's provenance ({sm} smiling).",
              "normal: labelled faces read right (joy = smiling) / smiling faces read joy.",
              "each light: faces found / faces keeping their normal-light emotion / smiling faces read joy.", ""]
+    lines.append(f"{'search (faces of ' + str(n) + ')':<24} {'normal':<20}" + "".join(f"{x:<20}" for x in lights))
+    lines.append(f"{'found, false, ms/picture':<24} " + "".join(
+        f"{r['found']:>2} {r['false_boxes']:>2} {r['ms_per_picture']:>6.0f} ms      " for r in result["search"].values()))
+    lines.append("")
     lines.append(f"{'light, noise floor':<24} {'normal':<12}" + "".join(f"{x:<20}" for x in lights))
     for key, row in result["settings"].items():
         nm = row["normal"]
@@ -221,10 +240,11 @@ def classifier_cost(faces: int = 8, seconds: float = 6.0, rounds: int = 6) -> di
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pcp_bench.stagelight", description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", default=",".join(f"{m}:{f:g}" for m, f in SETTINGS),
-                    help="light normalisation:noise floor pairs to compare (default: %(default)s)")
+                    help="light normalisation:noise floor pairs to compare (default: %(default)s; empty: the search alone)")
     ap.add_argument("--lights", default=",".join(LIGHTS), help="stage lights (default: %(default)s)")
     ap.add_argument("--kinds", default="photo,group", help="scene kinds: photo, group (default both)")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
+    ap.add_argument("--seed", type=int, default=0, help="the sensor noise's seed (scene k gets seed + k; default 0)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--cost", action="store_true", help="instead, the classifier's cost per face (plain vs default)")
     args = ap.parse_args(argv)
@@ -253,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stage light bench: --lights {x!r} not known; allowed: {', '.join(LIGHTS)}", file=sys.stderr)
             return 2
     result = run(tuple(settings), tuple(lights), tuple(k for k in args.kinds.split(",") if k), threads=args.threads,
-                 progress=lambda s: print(f"[stage light] {s}", file=sys.stderr, flush=True))
+                 progress=lambda s: print(f"[stage light] {s}", file=sys.stderr, flush=True), seed=args.seed)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
 

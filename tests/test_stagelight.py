@@ -1,7 +1,9 @@
 """Stage light on real photographs of people in full (pcp_osc/data/scenes): darkened to
 30%, washed white, magenta, blue or red, with sensor noise and JPEG compression
-(pcp_bench/stagelight.py). The shipped classifier's light normalisation and noise floor
-keep what normal light reads; without them it does not."""
+(pcp_bench/stagelight.py). The detector sees such a picture stretched and smoothed
+(search.detector_view), so every face is found (live video: tests/test_live_video.py); the
+shipped classifier's light normalisation and noise floor keep what normal light reads;
+without them it does not."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from pcp_osc.emotions import EMOTIONS
 from pcp_osc.perception.default import DefaultBackend
 
 JOY = EMOTIONS.index("joy")
-# Faces from this height (px) up must be found and keep their smile under every light;
-# smaller ones (22..38 px in the group scenes' back rows) are reported by the bench.
+# Faces from this height (px) up must keep their smile under every light; smaller ones
+# (22..38 px in the group scenes' back rows) are reported by the bench. Every face, of
+# any size, must be found.
 READABLE_FACE_PX = 40
+MAX_FALSE_PER_FACE = 1 / 30  # as tests/test_search_precision.py: the issue's goal
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,16 @@ def test_the_scenes_are_real_and_labelled(room):
     assert searched[None].found.all()
 
 
+def test_every_face_is_found_under_every_light_and_nothing_else(room):
+    # Before the detector's view was smoothed as much as the stretch amplified the sensor's
+    # noise, a back-row face of 22..24 px was lost under the blue and the red wash (39 of 40).
+    scene_list, searched, heights, labels = room
+    for light in stagelight.LIGHTS:
+        found = searched[light].found
+        assert found.all(), f"{light}: faces of {heights[~found].round().tolist()} px not found"
+        assert searched[light].false <= MAX_FALSE_PER_FACE * len(found), f"{light}: {searched[light].false} false boxes"
+
+
 def test_stage_light_keeps_what_normal_light_reads(room):
     scene_list, searched, heights, labels = room
     clf = _classifier()  # the shipped defaults: light = stretch, noise_floor = 10, mirror
@@ -52,7 +66,6 @@ def test_stage_light_keeps_what_normal_light_reads(room):
     assert ((normal == JOY) == smiling)[known & readable].all()
     for light in stagelight.LIGHTS:
         lit = stagelight.read_emotions(clf, searched[light])
-        assert searched[light].found[readable].all(), light
         agree = (lit == normal).mean()
         assert agree >= 0.8, (light, agree)
         assert (lit[smiling & readable] == JOY).all(), light  # smiles stay joy

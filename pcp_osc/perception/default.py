@@ -152,30 +152,35 @@ class DefaultBackend:
 
     # ------------------------------------------------------------------ detection
 
-    def _find_in_region(self, image: np.ndarray, mode: str, geo=None, filter_region: bool = True):
+    def _find_in_region(self, image: np.ndarray, mode: str, geo=None, filter_region: bool = True,
+                        seen: bool = False):
         """:meth:`_find_faces` inside the audience region: only its bounding box is
         searched, and (``filter_region``) only faces centred in the region are kept."""
         if self.region is None:
-            return self._find_faces(image, mode)
+            return self._find_faces(image, mode, seen)
         h, w = image.shape[:2]
         geo = geo or self.region.geometry(w, h)
         if geo.empty:
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
         x0, y0, x1, y1 = geo.bbox
-        boxes, conf = self._find_faces(image[y0:y1, x0:x1], mode)
+        boxes, conf = self._find_faces(image[y0:y1, x0:x1], mode, seen)
         boxes = boxes + np.array([x0, y0, x0, y0], np.float32)
         if filter_region and len(boxes):
             keep = geo.inside(boxes)
             boxes, conf = boxes[keep], conf[keep]
         return boxes, conf
 
-    def _find_faces(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    def _find_faces(self, image: np.ndarray, mode: str, seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (frame px) and confidences of a whole-picture search.
 
         ``off``: the whole frame at detect_scale. ``full``: every face from the smallest
         small_face_scale is there for, coarse to fine, the doubtful ones verified
-        (photographs, and live video's whole-picture searches; :meth:`_search_full`)."""
+        (photographs, and live video's whole-picture searches; :meth:`_search_full`).
+        The detector sees the picture as :func:`search.detector_view` makes it (stretched
+        and smoothed under stage light); ``seen``: ``image`` is that view already."""
         h, w = image.shape[:2]
+        if not seen:
+            image = face_search.detector_view(image)
         small = float(self.cfg.small_face_scale)
         if mode == "off" or small <= self.cfg.detect_scale:
             parts = [self._search(image, float(self.cfg.detect_scale))]
@@ -193,10 +198,10 @@ class DefaultBackend:
         return boxes, conf
 
     def _search_full(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every face of the picture from RELIABLE_FACE_PX / small_face_scale px up, coarse
-        to fine with each doubtful one verified (see perception/search.py)."""
+        """Every face of the picture (the detector's view of it) from RELIABLE_FACE_PX /
+        small_face_scale px up, coarse to fine with each doubtful one verified (see
+        perception/search.py)."""
         h, w = image.shape[:2]
-        image = face_search.detector_view(image)
         fine = self._effective_scale(w, h, face_search.fine_scale(self.cfg.small_face_scale))
         passes = [fine]
         if min(w, h) * fine > face_search.LARGEST_FINE_FACE_PX:

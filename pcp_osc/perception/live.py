@@ -132,7 +132,7 @@ class LiveSearch:
         parts = []
         if plan.full:
             t0 = time.perf_counter()
-            parts.append(b._find_in_region(image, "off" if mode == "off" else "full", geo, filter_region=False))
+            parts.append(b._find_in_region(image, "off" if mode == "off" else "full", geo, filter_region=False, seen=True))
             self.schedule.record("full", time.perf_counter() - t0)
             if plan.reason not in ("first picture", "slow source", "time allows"):
                 log.debug("whole picture searched: %s", plan.reason)
@@ -196,7 +196,8 @@ class LiveSearch:
     def _coarse_part(self, image: np.ndarray, geo) -> tuple[np.ndarray, np.ndarray]:
         """The next of COARSE_PARTS overlapping parts of the picture (of the region's box)
         at detect_scale, across its longer side; the overlap holds any face the coarse
-        pass is for (COARSE_OVERLAP_PX), so each is whole in one part."""
+        pass is for (COARSE_OVERLAP_PX), so each is whole in one part. ``image``: the
+        detector's view of the picture (search.detector_view), not viewed again."""
         h, w = image.shape[:2]
         x0, y0, x1, y1 = (0, 0, w, h) if geo is None else geo.bbox
         k = self.coarse_cursor % COARSE_PARTS
@@ -207,7 +208,7 @@ class LiveSearch:
         a = int(max(lo, lo + k * step - COARSE_OVERLAP_PX / 2))
         z = int(min(hi, lo + (k + 1) * step + COARSE_OVERLAP_PX / 2))
         box = (a, y0, z, y1) if across else (x0, a, x1, z)
-        boxes, conf = self.backend._find_faces(image[box[1]:box[3], box[0]:box[2]], "off")
+        boxes, conf = self.backend._find_faces(image[box[1]:box[3], box[0]:box[2]], "off", seen=True)
         return boxes + np.array([box[0], box[1], box[0], box[1]], np.float32), conf
 
     def set_region(self, region: AudienceRegion | None) -> None:
