@@ -142,3 +142,21 @@ def test_a_dark_or_washed_picture_is_stretched_for_the_detector_and_a_normal_one
     detail = lambda im: np.array([cv2.Laplacian(np.ascontiguousarray(im[..., c]), cv2.CV_32F).std() for c in range(3)])  # noqa: E731
     assert detail(plain).max() > 1.5 * detail(normal).max()
     assert (detail(view) < detail(normal)).all()
+
+
+@pytest.mark.parametrize("level", [10, 40])
+def test_a_black_or_flat_picture_makes_no_faces_up(level):
+    # A blackout, or a capture card with no signal: a flat dark picture with sensor noise
+    # and JPEG blocks (the faceless video of test_daemon_e2e: MJPG frames of 10..29). It is
+    # not stretched for the detector (there is nothing but noise to stretch), and neither a
+    # still's search nor live video finds a face in it; live video's searches take the
+    # detector's view once (a view stretched again had made a 460 px face of JPEG blocks).
+    from pcp_bench.stagelight import stage_light
+
+    black = stage_light(np.full((720, 1280, 3), level, np.uint8), "dim", 0)
+    assert face_search.detector_view(black) is black
+    backend = DefaultBackend(PerceptionConfig(threads=1))
+    assert len(backend.detect_still(black)) == 0
+    for i in range(10):
+        frame = stage_light(np.full((720, 1280, 3), level + i, np.uint8), "dim", i)
+        assert len(backend.detect(frame, i / 10)) == 0, i

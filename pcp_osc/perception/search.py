@@ -65,6 +65,10 @@ VIEW_SAMPLE_STEP = 4  # every 4th pixel of every 4th row is enough to measure th
 # 0.5: 616..618 / 7..8; unsmoothed 599..608 / 2..3 (pcp_bench.stagelight).
 NOISE_BLUR_PER_SQRT_GAIN = 0.35
 NOISE_BLUR_MIN_PX = 0.5
+# A picture whose every channel spans fewer levels than this is black or flat (a blackout,
+# a capture card with no signal): there is nothing to stretch but noise and compression
+# blocks, where a stretch would make faces up. (The stage-light bench's washes span 70+.)
+VIEW_MIN_RANGE = 24
 
 Detections = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 xyxy, (n,) float32
 
@@ -110,7 +114,7 @@ def view_lut(image: np.ndarray) -> View | None:
     smoothing), or None in normal light. Live video measures them every few tenths of a
     second (the light changes slowly) and applies them to every picture (:func:`apply_view`)."""
     lo, hi = light_levels(image)
-    if hi.min() >= DIM_CHANNEL_TOP:
+    if hi.min() >= DIM_CHANNEL_TOP or (hi - lo).max() < VIEW_MIN_RANGE:
         return None
     gain = 255.0 / np.maximum(hi - lo, 8.0)
     ramp = np.arange(256, dtype=np.float32)[:, None]
