@@ -407,10 +407,11 @@ def test_a_pan_under_stage_light_keeps_finding_the_faces(light):
     # sensor noise every frame, JPEG): the live search (track windows, tiles, the coarse
     # pass) sees the picture with the wash taken out, as a still's search does. Before,
     # only whole searches did: under magenta 67% and under red 57% of the visible
-    # face-frames were found on the bench's pan. Now most face-frames are found under
-    # every wash and every person of 24 px and more is found while in view (the
-    # smallest, 20..23 px, can stay unseen under red: its blue and green are 9% of the
-    # light, mostly sensor noise).
+    # face-frames were found on the bench's pan. With the wash taken out but the noise
+    # stretched with it, 82% (red) and 89% (blue) here, and a 22 px person never found
+    # under red (its blue and green are 9% of the light, mostly sensor noise); with the
+    # view smoothed as much as the stretch amplified the noise, >= 92% under every wash
+    # and every person found while in view.
     video = pan_video(SHOTS)
     backend = DefaultBackend(PerceptionConfig(threads=1))
     frames = lit(video, light).frames
@@ -426,7 +427,7 @@ def test_a_pan_under_stage_light_keeps_finding_the_faces(light):
         if counted(video, i):
             found += int((match >= 0).sum())
             visible += len(match)
-    never = {k: round(px) for k, px in size.items() if k not in found_once and px >= 24}
+    never = {k: round(px) for k, px in size.items() if k not in found_once}
     assert not never, f"people (key: px) never found under {light}: {never}"
-    assert found / visible >= 0.8, (light, found, visible)
+    assert found / visible >= 0.9, (light, found, visible)
     assert false <= 2, false
