@@ -46,6 +46,7 @@ SETTINGS: tuple[tuple[str, float], ...] = (("off", 0.0), ("equalize", 0.0), ("cl
 # the others do not. obama_congress (speaking), bus and zidane are not labelled.
 SMILING = {"astronaut": True, "obama_oval_office": True, "trump": True,
            "biden": False, "hopper": False, "obama_blue_room": False}
+STILLS = 12  # --kinds still: the 1280x720 stills of pcp-osc bench --stills (faces 20..110 px), seeds 0..11
 PREPARE_SCENES = Path(__file__).resolve().parents[1] / "tools" / "prepare_scenes.py"
 
 
@@ -123,6 +124,9 @@ def smile_labels(scene_list) -> np.ndarray:
     groups = runpy.run_path(str(PREPARE_SCENES), run_name="pcp_bench_labels")["GROUPS"] if PREPARE_SCENES.is_file() else {}
     out: list[int] = []
     for s in scene_list:
+        if s.kind == "still":  # the people pasted into a still are not labelled
+            out += [-1] * len(s.faces)
+            continue
         if s.kind == "photo":
             label = SMILING.get(s.name)
             out += [-1 if label is None else int(label)] * len(s.faces)
@@ -141,12 +145,12 @@ def smile_labels(scene_list) -> np.ndarray:
 def run(settings=SETTINGS, lights=tuple(LIGHTS), kinds=("photo", "group"), threads: int = 0, progress=None,
         seed: int = 0) -> dict:
     from pcp_osc.config import ClassifierConfig, PerceptionConfig
-    from pcp_osc.data.scenes import scenes
+    from pcp_osc.data.scenes import scenes, still
     from pcp_osc.emotions import EMOTIONS
     from pcp_osc.perception.default import DefaultBackend
 
     joy = EMOTIONS.index("joy")
-    scene_list = [s for kind in kinds for s in scenes(kind)]
+    scene_list = [s for kind in kinds for s in ([still(i) for i in range(STILLS)] if kind == "still" else scenes(kind))]
     labels = smile_labels(scene_list)
     known, smiling = labels >= 0, labels == 1
     result: dict = {"scenes": [s.name for s in scene_list], "faces": int(sum(len(s.faces) for s in scene_list)),
@@ -237,16 +241,73 @@ def classifier_cost(faces: int = 8, seconds: float = 6.0, rounds: int = 6) -> di
     return best
 
 
+def search_cost(lights=tuple(LIGHTS), kinds=("photo", "group", "still"), rounds: int = 4, seed: int = 0) -> dict:
+    """Milliseconds per picture of the whole search (``_find_in_region``, no classifier; one
+    thread) in normal light and under each light, with the detector's view as shipped
+    (stretched and smoothed) and stretched only (``blur_px`` 0: the view before the
+    smoothing), interleaved in one process, best of ``rounds``; and faces found, false
+    boxes for each."""
+    import time
+
+    from pcp_osc.config import PerceptionConfig
+    from pcp_osc.data.scenes import scenes, still
+    from pcp_osc.perception import search as face_search
+    from pcp_osc.perception.default import DefaultBackend
+
+    scene_list = [s for kind in kinds for s in ([still(i) for i in range(STILLS)] if kind == "still" else scenes(kind))]
+    shipped = face_search.view_lut
+
+    def unsmoothed(image):
+        v = shipped(image)
+        return None if v is None else v._replace(blur_px=np.zeros(3))
+
+    backend = DefaultBackend(PerceptionConfig(threads=1))
+    pictures = {light: [np.ascontiguousarray(s.image) if light == "normal" else stage_light(s.image, light, seed + k)
+                        for k, s in enumerate(scene_list)] for light in ("normal", *lights)}
+    out: dict = {"pictures": len(scene_list), "faces": int(sum(len(s.faces) for s in scene_list))}
+    try:
+        for r in range(rounds):
+            for light, images in pictures.items():
+                for name, view in (("smoothed", shipped), ("stretched only", unsmoothed)):
+                    face_search.view_lut = view
+                    row = out.setdefault(light, {}).setdefault(name, {"ms_per_picture": float("inf")})
+                    t0, found = time.perf_counter(), []
+                    for im in images:
+                        found.append(backend._find_in_region(im, "full")[0])
+                    row["ms_per_picture"] = min(row["ms_per_picture"], round((time.perf_counter() - t0) / len(images) * 1000, 1))
+                    if not r:
+                        tallies = [s.score(b) for s, b in zip(scene_list, found)]
+                        row["found"], row["false_boxes"] = sum(t.found for t in tallies), sum(t.false for t in tallies)
+    finally:
+        face_search.view_lut = shipped
+    return out
+
+
+def format_cost(cost: dict) -> str:
+    lines = [f"Whole search, {cost['pictures']} pictures ({cost['faces']} faces), one thread, best of the rounds: "
+             "ms per picture, faces found, false boxes", f"{'light':<10} {'smoothed (shipped)':<26} stretched only"]
+    for light, rows in cost.items():
+        if isinstance(rows, dict):
+            a, b = rows["smoothed"], rows["stretched only"]
+            lines.append(f"{light:<10} {a['ms_per_picture']:6.1f} ms {a['found']:>4} {a['false_boxes']:>3}        "
+                         f"{b['ms_per_picture']:6.1f} ms {b['found']:>4} {b['false_boxes']:>3}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pcp_bench.stagelight", description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", default=",".join(f"{m}:{f:g}" for m, f in SETTINGS),
                     help="light normalisation:noise floor pairs to compare (default: %(default)s; empty: the search alone)")
     ap.add_argument("--lights", default=",".join(LIGHTS), help="stage lights (default: %(default)s)")
-    ap.add_argument("--kinds", default="photo,group", help="scene kinds: photo, group (default both)")
+    ap.add_argument("--kinds", help="scene kinds: photo, group, still (the 12 stills of pcp-osc bench --stills: faces "
+                    "20..110 px, not labelled); default photo,group (with --search-cost photo,group,still)")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
     ap.add_argument("--seed", type=int, default=0, help="the sensor noise's seed (scene k gets seed + k; default 0)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ap.add_argument("--cost", action="store_true", help="instead, the classifier's cost per face (plain vs default)")
+    ap.add_argument("--search-cost", action="store_true", help="instead, the whole search's ms per picture in normal "
+                    "light and under each light, the detector's view smoothed (shipped) or stretched only; with --kinds "
+                    "(default here: photo,group,still)")
     args = ap.parse_args(argv)
     if args.cost:
         cost = classifier_cost()
@@ -267,12 +328,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"and NOISE 0..40, e.g. equalize:10", file=sys.stderr)
             return 2
         settings.append((mode, value))
+    kinds = [k for k in (args.kinds or ("photo,group,still" if args.search_cost else "photo,group")).split(",") if k]
+    for k in kinds:
+        if k not in ("photo", "group", "still"):
+            print(f"stage light bench: --kinds {k!r} not known; allowed: photo, group, still", file=sys.stderr)
+            return 2
     lights = [x for x in args.lights.split(",") if x]
     for x in lights:
         if x not in LIGHTS:
             print(f"stage light bench: --lights {x!r} not known; allowed: {', '.join(LIGHTS)}", file=sys.stderr)
             return 2
-    result = run(tuple(settings), tuple(lights), tuple(k for k in args.kinds.split(",") if k), threads=args.threads,
+    if args.search_cost:
+        cost = search_cost(tuple(lights), tuple(kinds), seed=args.seed)
+        print(json.dumps(cost, indent=2) if args.json else format_cost(cost))
+        return 0
+    result = run(tuple(settings), tuple(lights), tuple(kinds), threads=args.threads,
                  progress=lambda s: print(f"[stage light] {s}", file=sys.stderr, flush=True), seed=args.seed)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
