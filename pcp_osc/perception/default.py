@@ -209,8 +209,15 @@ class DefaultBackend:
         boxes, conf, scales = [], [], []
         for i, scale in enumerate(passes):
             b, c = self._search(image, scale, face_search.CANDIDATE_SCORE)
+            height_det = (b[:, 3] - b[:, 1]) * scale
             if i:  # the large pass: only the faces the fine pass cannot see whole
-                keep = (b[:, 3] - b[:, 1]) * scale >= face_search.RELIABLE_FACE_PX
+                keep = height_det >= face_search.RELIABLE_FACE_PX
+                b, c = b[keep], c[keep]
+            elif len(passes) > 1:
+                # ... and the fine pass only those it can: a box larger than LARGEST_FINE_FACE_PX
+                # there is a piece of a face too big for its tiles (an eye of a 1200 px face),
+                # or magnified texture (a soft 4K picture: a 720p camera upscaled)
+                keep = height_det <= face_search.LARGEST_FINE_FACE_PX
                 b, c = b[keep], c[keep]
             boxes.append(b)
             conf.append(c)
