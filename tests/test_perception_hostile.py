@@ -42,3 +42,18 @@ def test_a_720p_camera_upscaled_to_4k_makes_no_faces_of_a_large_face_s_pieces(ba
     assert tally.missed == 0, tally.missed_boxes
     # before: 2 false boxes of 370..480 px inside the large face
     assert tally.false == 0, tally.false_boxes.round().tolist()
+
+
+@pytest.mark.parametrize("jump_s", [30.0, 1.7e9])
+def test_live_video_goes_on_after_a_stall_or_a_clock_that_jumps(jump_s):
+    """A pan (3 px a picture at 30 fps), then the source stalls for 30 s, or the caller's
+    clock jumps to time.time() (1.7e9 s on): every picture after it shows its faces. Before,
+    the jump carried each face's velocity off to boxes too large to cut out, and every
+    later picture failed ("integer won't fit into a C int"): no faces for the rest of the show."""
+    backend = DefaultBackend(PerceptionConfig())
+    room = scene("group_blue_room")
+    for k in range(16):
+        t = k / 30 + (jump_s if k >= 10 else 0.0)
+        view = _window(room, 100 + 3 * k, 180)
+        tally = view.score(backend.detect(view.image, t).boxes)
+        assert (tally.missed, tally.false) == (0, 0), (k, tally)

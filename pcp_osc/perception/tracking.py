@@ -49,6 +49,11 @@ MAX_TRACKS = 256  # faces followed at once (each costs a re-check window per pic
 # ... and a track ends only once it has also been missed in this many pictures (a slow
 # machine or source: two pictures can be further apart than hold_s).
 MIN_MISSES = 3
+# The motion model is trusted this far ahead (s): a source that stalls, or a clock that
+# jumps (a caller switching from time.monotonic() to time.time(): 1.7e9 s), must not carry
+# a face's velocity off to boxes too large to cut out (a later picture failed on every
+# frame: "integer won't fit into a C int"); beyond it a face is looked for where it was last.
+MAX_PREDICT_S = 2.0
 
 
 class FaceTracker:
@@ -88,7 +93,7 @@ class FaceTracker:
     def predict(self, t: float) -> np.ndarray:
         """Move every track to time ``t``; (n, 4) xyxy boxes where the faces should be."""
         if self.t is not None and len(self.ids):
-            dt = max(0.0, t - self.t) * REFERENCE_FPS
+            dt = min(max(0.0, t - self.t), MAX_PREDICT_S) * REFERENCE_FPS
             if dt > 0:
                 f = np.eye(8)
                 f[:4, 4:] = dt * np.eye(4)
