@@ -21,6 +21,11 @@ texture). So, per picture:
    centred and of the candidate's size, at >= VERIFY_SCORE. The verified box replaces
    the candidate's (it is better placed).
 
+Under stage light (a dark or colour-washed picture) all of this runs on the detector's
+view of the picture (:func:`detector_view`): each channel stretched to the full range
+and smoothed as much as the stretch amplified the sensor's noise; boxes stay in the
+picture's pixels. Live video applies the same view to its searches (live.py).
+
 Figures (real scenes, pcp_osc/data/scenes; `pcp-osc bench --stills`): see the README.
 """
 
