@@ -47,12 +47,12 @@ EDGE_MIN_PERIOD_S = 0.1
 
 # The coarse pass's parts overlap by this (frame px): a face up to this size is whole in one.
 COARSE_OVERLAP_PX = 320
-MAX_READINGS_KEPT = 64
+MAX_READINGS_KEPT = 64  # readings of ended tracks kept before they are forgotten
 # How often the picture's light is measured for the detector's view (search.view_lut):
 # a lighting change reaches the detector within this; in between the table is reused.
 VIEW_REFRESH_S = 0.5
 VIEW_LIGHT_CHANGE = np.log(1.25)  # a channel's mean brighter or darker by 25%: the light changed
-VIEW_LEVEL_STEP = 16  # every 16th pixel of every 16th row tells the light's level  # readings of ended tracks kept before they are forgotten
+VIEW_LEVEL_STEP = 16  # every 16th pixel of every 16th row tells the light's level
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
