@@ -54,6 +54,17 @@ VIEW_REFRESH_S = 0.5
 VIEW_LIGHT_CHANGE = np.log(1.25)  # a channel's mean brighter or darker by 25%: the light changed
 VIEW_LEVEL_STEP = 16  # every 16th pixel of every 16th row tells the light's level
 
+def _flat(image: np.ndarray) -> bool:
+    """Black, white or one flat colour: every channel spans fewer than search.VIEW_MIN_RANGE
+    levels (what the detector's view leaves unstretched; stage washes span 70 and more)."""
+    from . import search as face_search
+
+    lo, hi = face_search.light_levels(image[::FLAT_SAMPLE_STEP, ::FLAT_SAMPLE_STEP])
+    return bool((hi - lo).max() < face_search.VIEW_MIN_RANGE)
+
+
+FLAT_SAMPLE_STEP = 4  # x search.VIEW_SAMPLE_STEP: every 16th pixel of every 16th row tells a flat picture
+
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
 
@@ -100,6 +111,12 @@ class LiveSearch:
             self._new_size(w, h, geo)
         self.pictures += 1
         if geo is not None and geo.empty:
+            return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
+        if _flat(image):
+            # a blackout, a strobe's dark or white flash, a capture card without signal:
+            # nothing to see here, and nothing to compare the next picture with. Searched, it
+            # was a cut on every flash (each person a new track a flash, a whole search each);
+            # skipped, the tracks wait and the next lit picture continues them
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
         previous_t = self.schedule.last_t
         dt, change = self.schedule.observe(t, image)
