@@ -42,15 +42,23 @@ class SourceError(ValueError):
     """A source that cannot be understood or opened; the message says what is allowed."""
 
 
+MIN_FRAME_SIDE_PX = 8
+
+
+def image_problem(image: object) -> str | None:
+    """What is wrong with a frame for perception (in the operator's words), or None."""
+    if not isinstance(image, np.ndarray):
+        return "no picture"
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        return f"not a colour image (shape {image.shape}, {image.dtype}); expected height x width x 3 colours, 8 bits each"
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_FRAME_SIDE_PX:
+        return f"a {w}x{h} px picture, too small; a frame needs at least {MIN_FRAME_SIDE_PX}x{MIN_FRAME_SIDE_PX} px"
+    return None
+
+
 def valid_image(image: object) -> bool:
-    return (
-        isinstance(image, np.ndarray)
-        and image.dtype == np.uint8
-        and image.ndim == 3
-        and image.shape[2] == 3
-        and image.shape[0] >= 8
-        and image.shape[1] >= 8
-    )
+    return image_problem(image) is None
 
 
 class FrameSource:
@@ -90,10 +98,11 @@ class FrameSource:
 
     # -- producer side
     def _publish(self, image: np.ndarray | None) -> bool:
-        if not valid_image(image):
+        problem = image_problem(image)
+        if problem:
             self.dropped_corrupt += 1
             if self.dropped_corrupt in (1, 10, 100) or self.dropped_corrupt % 1000 == 0:
-                log.warning("%s: dropped a corrupt frame (%d so far); expected a colour image", self.name, self.dropped_corrupt)
+                log.warning("%s: dropped a frame (%d so far): %s", self.name, self.dropped_corrupt, problem)
             return False
         with self._lock:
             self._frames.put(Frame(image, time.monotonic(), self.frames, self.name))
@@ -299,7 +308,8 @@ class BrowserSource(FrameSource):
         pass
 
     def push(self, image_bgr: np.ndarray) -> bool:
-        """Hand in one decoded frame; False (and counted) when it is not a colour image."""
+        """Hand in one decoded frame; False (and counted) when perception cannot use it
+        (:func:`image_problem` says why)."""
         return self._publish(image_bgr)
 
 

@@ -79,6 +79,21 @@ def test_image_folder_skips_corrupt_files(tmp_path, caplog):
     assert "1b.jpg cannot be decoded; skipping it" in caplog.text
 
 
+def test_image_folder_names_a_picture_too_small_to_use(tmp_path, caplog):
+    """A strip 1 px high decodes, but no face fits in it: the warning says its size and
+    the least allowed (it said "expected a colour image", which it is)."""
+    cv2.imwrite(str(tmp_path / "0.png"), np.full((1, 640, 3), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "1.png"), np.full((50, 60, 3), 101, np.uint8))
+    src = open_source(CaptureConfig(fps=50, loop=False), str(tmp_path))
+    src.start()
+    try:
+        got = frames_of(src, 0.5)
+    finally:
+        src.stop()
+    assert [int(f.image[0, 0, 0]) for f in got] == [101] and src.dropped_corrupt == 1
+    assert "a 640x1 px picture, too small; a frame needs at least 8x8 px" in caplog.text
+
+
 def test_browser_source_refuses_corrupt_frames():
     src = BrowserSource()
     assert not src.push(np.zeros((4, 4), np.uint8))

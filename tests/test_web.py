@@ -163,13 +163,17 @@ def test_a_corrupt_frame_gets_a_clear_400_and_the_show_goes_on() -> None:
         assert status == 400 and "not a JPEG or PNG image" in body["error"]
         status, body = http("POST", dash.url + "api/frame", b"", {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
         assert status == 400 and "empty" in body["error"]
+        # a real JPEG, 4x4 px: refused with its size and the least allowed (it said "not a colour image")
+        ok, tiny = cv2.imencode(".jpg", cv2.resize(cv2.imread(str(DATA / "obama_portrait.jpg")), (4, 4)))
+        status, body = http("POST", dash.url + "api/frame", bytes(tiny), {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
+        assert status == 400 and "4x4 px picture, too small" in body["error"] and "at least 8x8 px" in body["error"], body
         ok, jpg = cv2.imencode(".jpg", cv2.imread(str(DATA / "obama_portrait.jpg")))
         status, body = http("POST", dash.url + "api/frame", bytes(jpg), {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token})
         assert status == 200 and body["ok"] is True
         n = len(cues)
         wait_for(lambda: len(cues) > n, what="cues after the bad frames")
         wait_for(lambda: daemon.counters["frames"] >= 1, what="the good frame processed")
-        assert dash.counters["frames_refused"] == 2
+        assert dash.counters["frames_refused"] == 3
 
 
 def test_frames_are_refused_when_the_show_uses_another_camera() -> None:

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..capture import image_problem
 from ..config import parse_hostport
 from ..emotions import EMOTIONS
 from ..console import shown
@@ -582,7 +583,7 @@ class WebDashboard(BasePart):
             self._frames_busy -= 1
         ok = source.push(image)
         if not ok:
-            return refuse("the frame decoded but is not a colour image", 400)
+            return refuse(f"the frame decoded but cannot be used: {image_problem(image)}", 400)
         self.counters["frames_received"] += 1
         return web.json_response({"ok": True, "frames": self.counters["frames_received"],
                                   "width": int(image.shape[1]), "height": int(image.shape[0])})
