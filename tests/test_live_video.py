@@ -431,3 +431,29 @@ def test_a_pan_under_stage_light_keeps_finding_the_faces(light):
     assert not never, f"people (key: px) never found under {light}: {never}"
     assert found / visible >= 0.9, (light, found, visible)
     assert false <= 2, false
+
+
+def test_a_slow_whole_search_does_not_make_the_next_pictures_search_more():
+    # A 30 fps camera; the first picture's whole search takes 0.3 s, so the next picture
+    # comes 0.33 s later (the camera's pictures in between were dropped). That gap is the
+    # search's own, not the source's interval: the pictures after it search a tile or
+    # two each, as at any time (before: 6 tiles in the next picture and 2 a picture for
+    # a second after, and at once a second whole search "because time allows"; each
+    # was a frame-to-OSC latency spike).
+    from pcp_osc.perception.schedule import SearchSchedule
+
+    picture = window(scene("group_flags").image, 0, 0)
+    s = SearchSchedule(search_s=2.0, budget=0.5, cut_change=0.35)
+    t, plans = 0.0, []
+    for k in range(61):
+        dt, change = s.observe(t, picture)
+        plan = s.plan(dt, change, tracks=6, lost=0, tiles=40)
+        if plan.full:
+            s.record("full", 0.12 if k else 0.15)  # the first search measured 0.15 s of the 0.33 s gap
+        for _ in range(plan.tiles):
+            s.record("tile", 0.01)
+        plans.append(plan)
+        t += 0.3 + 1 / 30 if k == 0 else 1 / 30
+    assert plans[0].full and not any(p.full for p in plans[1:])
+    assert max(p.tiles for p in plans[1:]) <= 2, [p.tiles for p in plans[1:]]
+    assert sum(p.tiles for p in plans[1:]) >= 40  # and still every tile within 2 s

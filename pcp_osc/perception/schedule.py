@@ -41,6 +41,7 @@ INTERVAL_EMA = 0.1  # weight of the newest interval between pictures
 FULL_REMEASURE_S = 10.0
 COARSE_PER_SWEEP = 4  # the whole picture at detect_scale this many times per search_s
 COARSE_PARTS = 2      # ... in this many parts, one per picture (a shorter longest picture)
+AFTER_FULL_OWN_TIME = 3.0  # a gap under this many whole-search costs after one is mostly the search's own
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class SearchSchedule:
         self.tile_credit = 0.0
         self.coarse_credit = 0.0
         self.interval_s: float | None = None
+        self.after_full = False  # the previous picture was searched whole
 
     # ------------------------------------------------------------------ inputs
 
@@ -102,23 +104,30 @@ class SearchSchedule:
         reason = self._full_reason(dt, change, tracks, lost)
         if reason:
             self.tile_credit = self.coarse_credit = 0.0
+            self.after_full = True
             return Plan(True, reason, False, 0)
         dt = dt or 0.0
         # the source's usual interval (a moving average): one slow picture (a hiccup) must
-        # not make the next one search several tiles at once (frame-to-OSC latency)
-        self.interval_s = dt if self.interval_s is None else (1 - INTERVAL_EMA) * self.interval_s + INTERVAL_EMA * dt
+        # not make the next one search several tiles at once (frame-to-OSC latency). The
+        # gap after a whole search is mostly that search's own (100..300 ms at 720p): as
+        # the interval it made the next second's pictures search 2..6 tiles each; it is
+        # not counted as the source's interval.
+        if not self.after_full:
+            self.interval_s = dt if self.interval_s is None else (1 - INTERVAL_EMA) * self.interval_s + INTERVAL_EMA * dt
+        self.after_full = False
         self.tile_credit = min(float(tiles), self.tile_credit + tiles * dt / self.search_s)
         self.coarse_credit = min(1.0, self.coarse_credit + dt * COARSE_PER_SWEEP * COARSE_PARTS / self.search_s)
         coarse = self.coarse_credit >= 1.0
         if coarse:
             self.coarse_credit -= 1.0
-        per_picture = max(1, math.ceil(tiles * self.interval_s / self.search_s))
+        interval = self.interval_s if self.interval_s is not None else 0.0
+        per_picture = max(1, math.ceil(tiles * interval / self.search_s))
         # searching may take budget x the time between pictures: on a machine too slow to
         # search every part within search_s, the sweep takes longer rather than each
         # picture taking longer (which would widen the gap and ask for more tiles still)
         tile_cost = self.cost_s.get("tile")
         if tile_cost:
-            per_picture = max(1, min(per_picture, int(self.budget * self.interval_s / tile_cost)))
+            per_picture = max(1, min(per_picture, int(self.budget * interval / tile_cost)))
         if coarse:  # the coarse pass costs about two tiles: no tile besides it unless behind
             per_picture -= 1
         n = min(tiles, per_picture, int(math.floor(self.tile_credit)))
@@ -135,7 +144,11 @@ class SearchSchedule:
         if dt >= self.search_s:
             return "slow source"
         cost = self.cost_s.get("full")
-        if cost is not None and cost <= self.budget * dt:
+        # right after a whole search, the time since the previous picture is mostly that
+        # search's own (a live camera's pictures in between were dropped): it shows how
+        # slow the search was, not that the source leaves time for another one
+        ours = self.after_full and cost is not None and dt < AFTER_FULL_OWN_TIME * cost
+        if cost is not None and cost <= self.budget * dt and not ours:
             return "time allows"
         # an estimate can go stale (measured once, on a busy moment): when it is nearly
         # in budget and FULL_REMEASURE_S old, search whole once more to measure again
