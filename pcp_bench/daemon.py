@@ -96,3 +96,28 @@ def daemon_peak_memory(frames: list[np.ndarray], seconds: float = 20.0, sample_s
         if proc.returncode != 0:
             raise RuntimeError(f"daemon exited {proc.returncode}: {(Path(tmp) / 'daemon.log').read_text()[-800:]}")
     return {"peak_rss_mb": peak / 2**20, "seconds": seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pcp_bench.daemon [--repeats N]``: the frame-to-OSC latency alone (the
+    bench's 8-face frames through a live daemon), e.g. held to two cores with
+    ``taskset -c 0,1`` to compare code versions on a quiet machine."""
+    import argparse
+    import os
+
+    from .perception import sway_frames
+
+    ap = argparse.ArgumentParser(prog="python -m pcp_bench.daemon", description=main.__doc__)
+    ap.add_argument("--repeats", type=int, default=300, help="frames measured (default %(default)s)")
+    args = ap.parse_args(argv)
+    if not 10 <= args.repeats <= 100000:
+        ap.error(f"--repeats {args.repeats} is out of range; allowed 10..100000")
+    frames, _ = sway_frames(8)
+    r = frame_to_osc_latency(frames, repeats=args.repeats)
+    print(f"frame-to-OSC latency, {r['frames']} frames: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+          f"max {r['max_ms']:.1f} ms; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
