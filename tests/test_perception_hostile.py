@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from pcp_bench.stagelight import stage_light
 from pcp_osc.config import PerceptionConfig
 from pcp_osc.data.scenes import Scene, scene
 from pcp_osc.perception.default import DefaultBackend
+from pcp_osc.perception.region import AudienceRegion
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,24 @@ def test_a_strobe_keeps_each_person_s_track_and_reports_nothing_in_the_flashes(f
         ids.update(int(i) for i in faces.track_id)
     people = int(((room.faces[:, 2] > 100) & (room.faces[:, 0] < 100 + 3 * 24 + 1280)).sum())
     assert len(ids) <= people, sorted(ids)
+
+
+@pytest.mark.parametrize("light", ["blue", "red"])
+def test_with_a_region_live_video_measures_the_light_where_the_audience_is(light):
+    """A bright stage (an LED screen, lamps) above an audience under a blue or red wash,
+    the audience region set around the audience: live video finds every face a still's
+    search finds. Before, live video measured the light over the whole picture, the stage
+    made the room look lit, the wash was not taken out and 2..3 of 9 faces were lost."""
+    room = scene("group_flags")
+    stage = np.full((400, 1920, 3), (30, 20, 40), np.uint8)
+    stage[80:330, 300:1620] = 255  # an LED screen
+    stage[20:60, ::120] = (200, 255, 255)  # lamps
+    image = np.vstack([stage, stage_light(room.image, light)])
+    shift = np.array([0, 400, 0, 400], np.float32)
+    view = Scene(f"{room.name} under {light} below a stage", room.kind, image, room.faces + shift, room.ignore + shift)
+    backend = DefaultBackend(PerceptionConfig())
+    backend.set_region(AudienceRegion(polygon=[[0, 0.3], [1, 0.3], [1, 1], [0, 1]]))
+    assert view.score(backend.detect_still(image).boxes).missed == 0
+    for k in range(3):
+        tally = view.score(backend.detect(image, k / 30).boxes)
+        assert tally.missed == 0, (k, tally.missed_boxes.round().tolist())

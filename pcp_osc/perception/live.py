@@ -127,7 +127,7 @@ class LiveSearch:
         # the detector sees the picture with a stage wash's level and colour cast taken out
         # (search.detector_view), measured every VIEW_REFRESH_S and on a cut; the
         # expression classifier gets the picture itself
-        image = self._detector_view(image, t, dt is not None and change >= self.schedule.cut_change)
+        image = self._detector_view(image, t, dt is not None and change >= self.schedule.cut_change, geo)
         predicted = self.tracker.predict(t)
         small = float(self.cfg.small_face_scale)
         looking = len(predicted)
@@ -198,16 +198,21 @@ class LiveSearch:
         self._measure_motion(t, boxes[seen], ids[seen], plan.full and plan.reason == "cut")
         return boxes[seen], conf[seen], ids[seen]
 
-    def _detector_view(self, image: np.ndarray, t: float, cut: bool) -> np.ndarray:
+    def _detector_view(self, image: np.ndarray, t: float, cut: bool, geo=None) -> np.ndarray:
         """The picture as the detector sees it (search.detector_view), its table measured
         again every VIEW_REFRESH_S, on a cut, and at once when the light changes (a
-        lighting cue: a channel's mean moves by VIEW_LIGHT_CHANGE or more)."""
+        lighting cue: a channel's mean moves by VIEW_LIGHT_CHANGE or more). With an
+        audience region the light is measured inside its box, as a still's search does:
+        a bright stage or screen beside a dark, washed audience must not make the room
+        look lit (under a blue wash live video lost 3 of 9 faces a still search found)."""
         from . import search as face_search
 
-        level = image[::VIEW_LEVEL_STEP, ::VIEW_LEVEL_STEP].reshape(-1, 3).mean(axis=0) + 1.0
+        x0, y0, x1, y1 = (0, 0, image.shape[1], image.shape[0]) if geo is None else geo.bbox
+        audience = image[y0:y1, x0:x1]
+        level = audience[::VIEW_LEVEL_STEP, ::VIEW_LEVEL_STEP].reshape(-1, 3).mean(axis=0) + 1.0
         changed = self._view_level is None or bool((np.abs(np.log(level / self._view_level)) >= VIEW_LIGHT_CHANGE).any())
         if cut or changed or self._view_t is None or not 0 <= t - self._view_t < VIEW_REFRESH_S:
-            self._view_lut, self._view_t, self._view_level = face_search.view_lut(image), t, level
+            self._view_lut, self._view_t, self._view_level = face_search.view_lut(audience), t, level
         return face_search.apply_view(image, self._view_lut)
 
     def _coarse_part(self, image: np.ndarray, geo) -> tuple[np.ndarray, np.ndarray]:
