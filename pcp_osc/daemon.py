@@ -37,6 +37,7 @@ log = logging.getLogger("pcp_osc.daemon")
 
 CLOCK_PERIOD_S = 0.02
 HEARTBEAT_PERIOD_S = 1.0
+REGION_UNCHANGED = "audience region unchanged"  # the answer to a region that is the one in use
 # after_commit(callback, key): call callback(ok, why) once everything before is recorded
 AfterCommit = Callable[[Callable[[bool, str], None], Any], Any]
 
@@ -383,7 +384,7 @@ class Daemon:
             message, accepted = shown(str(e), 300, backslashes=False), False
             self.counters["control_rejected"] += 1
         event = ControlEvent(address, tuple(osc_json(a) for a in raw), sender, accepted, message)
-        if accepted and handler == self._ctl_region:
+        if accepted and handler == self._ctl_region and message != REGION_UNCHANGED:
             self.region_set_by = sender
             by = "the dashboard" if sender.startswith("web:") else f"show control ({shown(sender)})"
             n = len(raw) // 2
@@ -478,6 +479,10 @@ class Daemon:
         if self._backend is not None and not callable(getattr(self._backend, "set_region", None)):
             raise ValueError(f"{address}: the {getattr(self._backend, 'name', 'running')} perception backend cannot change "
                              f"its audience region while running; set perception.region in the config")
+        if points == (self.region.polygon_fractions() if self.region is not None else []):
+            # a sender repeating itself (an OSC Out that sends every frame) restarts nothing:
+            # a new region ends every track and searches the picture whole
+            return REGION_UNCHANGED
         region = AudienceRegion(polygon=points, label=f"polygon of {len(points)} points") if points else None
         with self._region_lock:
             self.region = region

@@ -291,3 +291,25 @@ def test_with_blurring_on_the_preview_blurs_what_lies_outside_the_region() -> No
         return float(cv2.Laplacian(face, cv2.CV_32F).var())
 
     assert detail(blur=True) < detail(blur=False) / 3
+
+
+def test_a_region_sent_again_and_again_restarts_nothing(tmp_path, caplog) -> None:
+    """Show control that sends the same region every frame (an OSC Out exporting on every
+    change of anything): the first one sets it; the repeats are answered "unchanged" and
+    the people in it keep their track ids. Before, each repeat ended every track and
+    searched the picture whole, and logged "audience region set" each time."""
+    caplog.set_level("INFO", logger="pcp_osc.daemon")
+    args = (0.0, 0.0, LEFT, 0.0, LEFT, 1.0, 0.0, 1.0)
+    with show_on_a_photograph(tmp_path) as (daemon, dash, rx):
+        port = daemon.control_server.port
+        send_osc(port, "/pcp/region", *args)
+        settled_faces(daemon, rx, lambda b: len(b) >= 2 and (centres_x(b) <= LEFT * 1280).all(), "faces in the region")
+        ids = set(int(i) for i in daemon.last_faces.track_id)
+        first = daemon.last_frame.index
+        for _ in range(6):
+            send_osc(port, "/pcp/region", *args)
+            wait_for(lambda: daemon.last_frame.index > first, what="the next picture")
+            first = daemon.last_frame.index
+        wait_for(lambda: daemon.counters["control_accepted"] >= 7, what="the repeats answered")
+        assert set(int(i) for i in daemon.last_faces.track_id) == ids
+        assert caplog.text.count("audience region set from show control") == 1
