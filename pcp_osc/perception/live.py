@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from ..console import RateLimitedReport
 from .region import AudienceRegion
 from .schedule import COARSE_PARTS, Plan, SearchSchedule
 from .tracking import FaceTracker
@@ -63,6 +64,7 @@ def _flat(image: np.ndarray) -> bool:
     return bool((hi - lo).max() < face_search.VIEW_MIN_RANGE)
 
 
+SIZE_LINES_PER_INTERVAL = 3  # "picture size changed" lines per console.REPORT_INTERVAL_S
 FLAT_SAMPLE_STEP = 4  # x search.VIEW_SAMPLE_STEP: every 16th pixel of every 16th row tells a flat picture
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
@@ -95,6 +97,11 @@ class LiveSearch:
         self._read_t: float | None = None
         self._read_credit = 0.0
         self.pictures = 0
+        # a folder of photographs of mixed sizes changes size every picture: a few lines per
+        # interval, then one line that counts the rest
+        self._size_report = RateLimitedReport(log, "picture size changes (each picture searched afresh)",
+                                              per_key=SIZE_LINES_PER_INTERVAL, total=SIZE_LINES_PER_INTERVAL,
+                                              level=logging.INFO)
         # the detector's view of the light (search.view_lut): its table, when and at what level measured
         self._view_lut, self._view_t, self._view_level = None, None, None
 
@@ -352,7 +359,8 @@ class LiveSearch:
         from .default import _sweep_tiles
 
         if self.size is not None:
-            log.info("picture size changed from %dx%d to %dx%d: faces are searched afresh", *self.size, w, h)
+            self._size_report.warn("size", "picture size changed from %dx%d to %dx%d: faces are searched afresh",
+                                   *self.size, w, h)
         self.motion_px_s = np.zeros(2, np.float32)
         self._centres, self._edge, self._edge_credit = {}, [None, None], [0.0, 0.0]
         self._travel, self._motion_t = np.zeros(2, np.float32), None
