@@ -92,6 +92,30 @@ def test_batched_detection_equals_one_by_one(yolo_ws):
         np.testing.assert_allclose(together.scores, alone.scores, atol=1e-4)
 
 
+def _flashes(shape_hw) -> list[np.ndarray]:
+    """Pictures that hold no face: a blackout, a strobe's white flash, an empty dark hall
+    through a camera's noise and JPEG compression."""
+    h, w = shape_hw
+    dark = np.clip(np.random.default_rng(0).normal(12, 2, (h, w, 3)), 0, 255).astype(np.uint8)
+    dark = cv2.imdecode(cv2.imencode(".jpg", dark, [cv2.IMWRITE_JPEG_QUALITY, 30])[1], cv2.IMREAD_COLOR)
+    return [np.zeros((h, w, 3), np.uint8), np.full((h, w, 3), 255, np.uint8), dark]
+
+
+def test_a_black_white_or_flat_picture_has_no_faces_live_or_still(yolo_ws):
+    """The detector mode under a strobe and in a blackout: no face in a flat picture, whatever
+    the model makes of it (this one reported 14 in a black picture), and the lit pictures
+    between the flashes keep their faces."""
+    backend = YoloBackend(LOW_CONF, yolo_ws.onnx)
+    lit = [cv2.imread(str(s.path)) for s in _test_images(yolo_ws)[:3]]
+    assert sum(len(f) for f in backend.detect_many(lit)) > 0
+    for image in lit:
+        flashes = _flashes(image.shape[:2])
+        assert [len(f) for f in backend.detect_many(flashes)] == [0, 0, 0]
+        for k, picture in enumerate([image, *flashes, image]):
+            faces = backend.detect(picture, k / 30)
+            assert len(faces) == (len(backend.detect_many([image])[0]) if picture is image else 0)
+
+
 def test_onnx_runs_without_torch_or_ultralytics(yolo_ws, tmp_path):
     code = (
         "import sys, cv2\n"

@@ -25,6 +25,7 @@ import numpy as np
 from ..console import RateLimitedReport
 from .region import AudienceRegion
 from .schedule import COARSE_PARTS, Plan, SearchSchedule
+from .search import flat_picture
 from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -55,17 +56,7 @@ VIEW_REFRESH_S = 0.5
 VIEW_LIGHT_CHANGE = np.log(1.25)  # a channel's mean brighter or darker by 25%: the light changed
 VIEW_LEVEL_STEP = 16  # every 16th pixel of every 16th row tells the light's level
 
-def _flat(image: np.ndarray) -> bool:
-    """Black, white or one flat colour: every channel spans fewer than search.VIEW_MIN_RANGE
-    levels (what the detector's view leaves unstretched; stage washes span 70 and more)."""
-    from . import search as face_search
-
-    lo, hi = face_search.light_levels(image[::FLAT_SAMPLE_STEP, ::FLAT_SAMPLE_STEP])
-    return bool((hi - lo).max() < face_search.VIEW_MIN_RANGE)
-
-
 SIZE_LINES_PER_INTERVAL = 3  # "picture size changed" lines per console.REPORT_INTERVAL_S
-FLAT_SAMPLE_STEP = 4  # x search.VIEW_SAMPLE_STEP: every 16th pixel of every 16th row tells a flat picture
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
 EMPTY_CONF = np.zeros((0,), np.float32)
@@ -119,7 +110,7 @@ class LiveSearch:
         self.pictures += 1
         if geo is not None and geo.empty:
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
-        if _flat(image):
+        if flat_picture(image):
             # a blackout, a strobe's dark or white flash, a capture card without signal:
             # nothing to see here, and nothing to compare the next picture with. Searched, it
             # was a cut on every flash (each person a new track a flash, a whole search each);

@@ -74,6 +74,7 @@ NOISE_BLUR_MIN_PX = 0.5
 # a capture card with no signal): there is nothing to stretch but noise and compression
 # blocks, where a stretch would make faces up. (The stage-light bench's washes span 70+.)
 VIEW_MIN_RANGE = 24
+FLAT_SAMPLE_STEP = 4  # x VIEW_SAMPLE_STEP: every 16th pixel of every 16th row tells a flat picture
 
 Detections = tuple[np.ndarray, np.ndarray]  # (n, 4) float32 xyxy, (n,) float32
 
@@ -126,6 +127,14 @@ def view_lut(image: np.ndarray) -> View | None:
     lut = np.clip((ramp - lo) * gain, 0, 255).astype(np.uint8)
     sigma = NOISE_BLUR_PER_SQRT_GAIN * np.sqrt(gain)
     return View(lut, np.where(sigma > NOISE_BLUR_MIN_PX, sigma, 0.0))
+
+
+def flat_picture(image: np.ndarray) -> bool:
+    """Black, white or one flat colour (a blackout, a strobe's flash, a capture card without
+    signal): every channel spans fewer than VIEW_MIN_RANGE levels, measured on every
+    FLAT_SAMPLE_STEP x VIEW_SAMPLE_STEP-th pixel (0.1..0.5 ms). Nothing can be seen there."""
+    lo, hi = light_levels(image[::FLAT_SAMPLE_STEP, ::FLAT_SAMPLE_STEP])
+    return bool((hi - lo).max() < VIEW_MIN_RANGE)
 
 
 def apply_view(image: np.ndarray, view: View | None) -> np.ndarray:

@@ -42,6 +42,7 @@ from ..emotions import EMOTIONS, UnknownEmotion, merge_matrix
 from ..types import Faces
 from . import PerceptionError
 from .region import AudienceRegion
+from .search import flat_picture
 from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -363,7 +364,10 @@ class YoloBackend:
     def _detect(self, images_bgr: Sequence[np.ndarray]) -> list[Faces]:
         boxed = [letterbox(_as_bgr(im), self.imgsz) for im in images_bgr]
         raw = self.runner(to_tensor([b[0] for b in boxed]))  # (b, 4 + nc, anchors)
-        return [self._decode(pred, gain, pad, im.shape[:2]) for pred, (_, gain, pad), im in zip(raw, boxed, images_bgr)]
+        # a black, white or flat picture (a blackout, a strobe's flash) holds no face, whatever
+        # a model makes of its noise and compression blocks (search.flat_picture)
+        return [Faces.empty() if flat_picture(_as_bgr(im)) else self._decode(pred, gain, pad, im.shape[:2])
+                for pred, (_, gain, pad), im in zip(raw, boxed, images_bgr)]
 
     def _decode(self, pred: np.ndarray, gain: float, pad: tuple[float, float], shape_hw) -> Faces:
         nc = len(self.class_names)
