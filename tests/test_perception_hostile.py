@@ -119,3 +119,24 @@ def test_a_folder_of_mixed_sizes_does_not_flood_the_console(caplog):
         assert (tally.missed, tally.false) == (0, 0), (k, tally)
     lines = caplog.text.count("picture size changed")
     assert 1 <= lines <= 3, lines
+
+
+def test_a_picture_stamped_a_little_early_is_the_next_picture_not_a_new_video():
+    """A jittery clock: every 5th picture of a pan is stamped 50 ms before the one before it.
+    Each is taken as the next picture: every face found, each person on one track. Before,
+    each was a new video (every track ended, the picture searched whole): 40 ids for 8
+    people in one second. Time going back to the start (or by more than a second) is still
+    another video, searched afresh."""
+    backend = DefaultBackend(PerceptionConfig())
+    room = scene("group_blue_room")
+    ids = set()
+    for k in range(30):
+        view = _window(room, 100 + 3 * k, 180)
+        faces = backend.detect(view.image, k / 30 - (0.05 if k % 5 == 4 else 0.0))
+        tally = view.score(faces.boxes)
+        assert (tally.missed, tally.false) == (0, 0), (k, tally)
+        ids.update(int(i) for i in faces.track_id)
+    people = int(((room.faces[:, 2] > 100) & (room.faces[:, 0] < 100 + 3 * 30 + 1280)).sum())
+    assert len(ids) <= people, sorted(ids)
+    again = backend.detect(_window(room, 100, 180).image, 0.0)  # the video from its start
+    assert min(int(i) for i in again.track_id) > max(ids)

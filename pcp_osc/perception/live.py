@@ -56,6 +56,10 @@ VIEW_REFRESH_S = 0.5
 VIEW_LIGHT_CHANGE = np.log(1.25)  # a channel's mean brighter or darker by 25%: the light changed
 VIEW_LEVEL_STEP = 16  # every 16th pixel of every 16th row tells the light's level
 
+# Time going back by more than this (s), or to the stream's first picture, is another video
+# or the same one again; less is a picture stamped a little early (a jittery clock), taken
+# as the next one.
+NEW_STREAM_BACK_S = 1.0
 SIZE_LINES_PER_INTERVAL = 3  # "picture size changed" lines per console.REPORT_INTERVAL_S
 
 EMPTY_BOXES = np.zeros((0, 4), np.float32)
@@ -72,6 +76,7 @@ class LiveSearch:
         self.tracker = FaceTracker(hold_s=cfg.track_hold_s, confident=cfg.face_threshold)
         self.schedule = SearchSchedule(cfg.search_s, cfg.search_budget, cfg.cut_change)
         self.size: tuple[int, int] | None = None
+        self.first_t: float | None = None  # the time of the stream's first picture
         self.tiles: list[tuple[int, int, int, int]] = []
         self.cursor = 0
         self.coarse_cursor = 0
@@ -103,10 +108,19 @@ class LiveSearch:
         geo = self.region.geometry(w, h) if self.region is not None else None
         if self.size != (w, h):
             self._new_size(w, h, geo)
-        elif self.schedule.last_t is not None and t < self.schedule.last_t:
-            # time went back: another video (or the same one again), not the next picture
+        elif self.schedule.last_t is not None and t < self.schedule.last_t and (
+                t < self.schedule.last_t - NEW_STREAM_BACK_S or t <= self.first_t):
+            # time went back, far or to the start: another video (or the same one again),
+            # not the next picture
             self.size = None
             self._new_size(w, h, geo)
+        if self.first_t is None:
+            self.first_t = t
+        if self.schedule.last_t is not None and t < self.schedule.last_t:
+            # a picture stamped a little before the previous one (a jittery clock, a late
+            # frame): the next picture all the same, at the latest time (it started afresh
+            # each time: every track ended, the picture searched whole)
+            t = self.schedule.last_t
         self.pictures += 1
         if geo is not None and geo.empty:
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
@@ -358,6 +372,7 @@ class LiveSearch:
         self._read, self._read_t, self._read_credit = {}, None, 0.0
         self._view_t = None
         self.size = (w, h)
+        self.first_t = None
         self.tracker.reset()
         self.schedule.reset()
         x0, y0, x1, y1 = (0, 0, w, h) if geo is None else geo.bbox
