@@ -245,10 +245,13 @@ def test_a_new_region_takes_effect_at_the_next_picture_of_live_video() -> None:
     assert len(everyone) >= 6
     right = AudienceRegion(polygon=[[0.5, 0], [1, 0], [1, 1], [0.5, 1]])
     b.set_region(right)
+    inside_ids = set(everyone.track_id[centres_x(everyone.boxes) >= 640].tolist())
     for _ in range(3):
         t += 1 / 30
         got = b.detect(frame, t)
         assert (centres_x(got.boxes) >= 640).all() and len(got) == (centres_x(everyone.boxes) >= 640).sum()
+        # the people inside keep their tracks (ids, smoothed readings) across the change
+        assert set(got.track_id.tolist()) == inside_ids
     assert all(tile[2] > 640 for tile in b._live.tiles), "only the region is searched"
     b.set_region(None)
     t += 1 / 30

@@ -100,6 +100,7 @@ class LiveSearch:
                                               level=logging.INFO)
         # the detector's view of the light (search.view_lut): its table, when and at what level measured
         self._view_lut, self._view_t, self._view_level = None, None, None
+        self._region_changed = False  # set_region: the next picture takes the new region over
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes, detection confidence, track ids) of the faces seen in this picture."""
@@ -114,6 +115,8 @@ class LiveSearch:
             # not the next picture
             self.size = None
             self._new_size(w, h, geo)
+        elif self._region_changed:
+            self._new_region(w, h, geo)
         if self.first_t is None:
             self.first_t = t
         if self.schedule.last_t is not None and t < self.schedule.last_t:
@@ -247,10 +250,18 @@ class LiveSearch:
 
     def set_region(self, region: AudienceRegion | None) -> None:
         """A new audience region (between two pictures, on the thread that calls step):
-        the next picture starts afresh, as after a change of size (new tiles, new tracks)
-        and is searched whole inside it, so no one in a wider region waits for the sweep."""
+        the next picture is searched whole inside it (new tiles), so no one in a wider
+        region waits for the sweep. The people inside keep their tracks (their ids and
+        smoothed readings); those now outside are no longer reported and their tracks end."""
         self.region = region
-        self.size = None
+        self._region_changed = True
+
+    def _new_region(self, w: int, h: int, geo) -> None:
+        self._region_changed = False
+        self.schedule.reset()  # the next picture: searched whole (inside the region)
+        self._edge, self._edge_credit = [None, None], [0.0, 0.0]
+        self._view_t = None  # the light is measured inside the region's box
+        self._place_tiles(w, h, geo)
 
     # ------------------------------------------------------------------ readings
 
@@ -361,8 +372,6 @@ class LiveSearch:
         return todo
 
     def _new_size(self, w: int, h: int, geo) -> None:
-        from .default import _sweep_tiles
-
         if self.size is not None:
             self._size_report.warn("size", "picture size changed from %dx%d to %dx%d: faces are searched afresh",
                                    *self.size, w, h)
@@ -375,6 +384,13 @@ class LiveSearch:
         self.first_t = None
         self.tracker.reset()
         self.schedule.reset()
+        self._region_changed = False
+        self._place_tiles(w, h, geo)
+
+    def _place_tiles(self, w: int, h: int, geo) -> None:
+        """The small-face tiles of a w x h picture that touch the region (geometry ``geo``)."""
+        from .default import _sweep_tiles
+
         x0, y0, x1, y1 = (0, 0, w, h) if geo is None else geo.bbox
         tiles = [(tx0 + x0, ty0 + y0, tx1 + x0, ty1 + y0)
                  for tx0, ty0, tx1, ty1 in _sweep_tiles(max(1, x1 - x0), max(1, y1 - y0), float(self.cfg.small_face_scale))]
