@@ -77,6 +77,7 @@ class Daemon:
         self.source = source if isinstance(source, FrameSource) else open_source(config.capture, source)
         self.browser_source = self.source if isinstance(self.source, BrowserSource) else None
         self._backend = backend
+        self._own_backend = backend is None  # loaded here: cancelled at stop (a given one is the caller's)
         self._want_perception = perception
         self.backend_error = ""
         self.control_server: ControlServer | None = None
@@ -163,6 +164,9 @@ class Daemon:
         if not self.started:
             return
         self._stop.set()
+        cancel = getattr(self._backend, "cancel", None)
+        if self._own_backend and callable(cancel):
+            cancel()  # a long search ends now, not when the interpreter exits under it
         for t in self._threads:
             t.join(timeout=5)
         self.parts.stop()
@@ -205,6 +209,8 @@ class Daemon:
             try:
                 faces = self._backend.detect(frame.image, frame.timestamp)
             except Exception as e:
+                if self._stop.is_set():
+                    break  # cancelled by stop()
                 self.counters["perception_errors"] += 1
                 if self.counters["perception_errors"] in (1, 100) or self.counters["perception_errors"] % 1000 == 0:
                     log.error("perception failed on frame %d of %s: %s", frame.index, self.source.name, e)

@@ -5,6 +5,9 @@ a face where there is none."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -140,3 +143,18 @@ def test_a_picture_stamped_a_little_early_is_the_next_picture_not_a_new_video():
     assert len(ids) <= people, sorted(ids)
     again = backend.detect(_window(room, 100, 180).image, 0.0)  # the video from its start
     assert min(int(i) for i in again.track_id) > max(ids)
+
+
+def test_the_daemon_stops_cleanly_in_the_middle_of_a_long_search(tmp_path):
+    """`pcp-osc run --seconds 3` on a folder holding a 16K photograph (a whole search takes
+    tens of seconds here): the run ends soon after its 3 s with exit status 0. Before, the
+    search was still inside onnxruntime when Python exited: "terminate called without an
+    active exception", the process aborted (exit status 134)."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "hall.jpg"), scene("group_flags").scaled(8).image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    run = subprocess.run([sys.executable, "-m", "pcp_osc", "run", "--source", str(folder), "--seconds", "3",
+                          "--control-port", "0", "--target", "127.0.0.1:9", "--no-log", "--generator", "off"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "terminate called" not in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]

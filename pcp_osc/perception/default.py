@@ -93,6 +93,7 @@ class DefaultBackend:
         # Worker threads that spin between runs burn a core the capture and OSC threads need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._detector = onnx_session(ort, det_path, opts)
+        self._run_options = ort.RunOptions()  # cancel() sets its terminate flag
         self.classifier = ExpressionClassifier.from_config(getattr(cfg, "classifier", None), cls_path, opts)
         self._priors: dict[tuple[int, int], np.ndarray] = {}
         self.region = AudienceRegion.from_config(cfg)
@@ -117,6 +118,12 @@ class DefaultBackend:
         fresh = self.classifier.classify(image, boxes[now], versions) if now.any() else np.zeros((0, 5), np.float32)
         scores = self._live.readings(ids, now, versions, fresh, t, self.classifier.n_versions)
         return Faces(boxes, conf, scores, track_id=ids)
+
+    def cancel(self) -> None:
+        """Stop: the search under way (a whole search of a huge picture takes seconds) and
+        every later one raise at their next detector run, so the thread running them ends
+        soon (stopped inside onnxruntime, the interpreter's exit aborted the process)."""
+        self._run_options.terminate = True
 
     def set_region(self, region: AudienceRegion | None) -> None:
         """Search and count only inside ``region`` (None: the whole picture) from the next
@@ -365,7 +372,7 @@ class DefaultBackend:
         ceil(size / stride), which is what the network's padded stride-2 convolutions
         produce, so no padding to a stride multiple is needed."""
         n, ph, pw = batch.shape[:3]
-        loc, score = self._detector.run(None, {"image_bgr": batch})
+        loc, score = self._detector.run(None, {"image_bgr": batch}, self._run_options)
         priors = self._priors_for(ph, pw)
         threshold = self.cfg.face_threshold if threshold is None else threshold
         out = []

@@ -346,6 +346,11 @@ class YoloBackend:
             return self._classify_faces(images_bgr)
         return [self._in_region(im, f) for im, f in zip(images_bgr, self._detect(images_bgr))]
 
+    def cancel(self) -> None:
+        """Stop (see DefaultBackend.cancel): the shipped face detector's search ends soon."""
+        if callable(getattr(self.face_detector, "cancel", None)):
+            self.face_detector.cancel()
+
     def set_region(self, region: AudienceRegion | None) -> None:
         """Count only the faces inside ``region`` (None: the whole picture) from the next
         picture on; in classifier mode the face detector searches only there."""
