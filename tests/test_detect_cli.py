@@ -38,6 +38,17 @@ def test_json_lines_for_images_in_the_order_given_and_a_corrupt_file_is_skipped(
     assert len(lines[1]["faces"]) == 1 and lines[1]["faces"][0]["emotion"] != "joy"
 
 
+def test_an_image_of_float_samples_is_named_as_such_not_as_damaged(tmp_path):
+    # a 32-bit float TIFF (an HDR or compositing export) is a sound file OpenCV does not read
+    # as 8-bit colour: the message says what it is and what to save instead
+    tiff = tmp_path / "hall.tiff"
+    assert cv2.imwrite(str(tiff), cv2.imread(str(photo_path("hopper.jpg"))).astype("float32") / 255)
+    r = pcp("detect", "--json", str(tiff))
+    assert r.returncode == 1 and r.stdout == ""
+    assert "of float32 samples" in r.stderr and "8 or 16 bits per channel" in r.stderr, r.stderr
+    assert "damaged" not in r.stderr and "WARN" not in r.stderr  # not OpenCV's own line
+
+
 def test_missing_file_is_reported_and_exit_status_is_nonzero(tmp_path):
     r = pcp("detect", "--json", str(tmp_path / "nope.png"))
     assert r.returncode == 1 and r.stdout == ""

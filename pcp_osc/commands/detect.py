@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import capture  # noqa: F401  (it quiets OpenCV's own warnings: pcp-osc says what is wrong)
     from ..config import ConfigError, load_config
     from ..perception import PerceptionError, make_backend
 
@@ -102,6 +103,17 @@ def _short(path: str, width: int = 40) -> str:
     return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
+def _unreadable_image(data: np.ndarray) -> str:
+    """Why image bytes that do not decode as 8-bit colour cannot be read."""
+    import cv2
+
+    raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # e.g. a TIFF of 32-bit float samples
+    if raw is None:
+        return "not a readable image (damaged or not an image)"
+    return (f"a {raw.shape[1]}x{raw.shape[0]} image of {raw.dtype} samples, which is not read here; "
+            f"save it with 8 or 16 bits per channel")
+
+
 def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool, float]]:
     """(frame index, BGR image, is_still, time in s) for an image (index 0) or each Nth
     video frame (its time from the video's frame rate; 30 fps when it states none)."""
@@ -120,7 +132,7 @@ def _frames(path: str, every: int) -> Iterator[tuple[int, np.ndarray, bool, floa
             yield 0, image, True, 0.0
             return
         if suffix in IMAGE_SUFFIXES or data.size == 0:
-            what = "empty file" if data.size == 0 else "not a readable image (damaged or not an image)"
+            what = "empty file" if data.size == 0 else _unreadable_image(data)
             raise UnreadableInput(f"{path}: {what}; images allowed: {', '.join(sorted(IMAGE_SUFFIXES))}")
     cap = cv2.VideoCapture(str(p))
     try:
