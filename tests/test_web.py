@@ -176,6 +176,29 @@ def test_a_corrupt_frame_gets_a_clear_400_and_the_show_goes_on() -> None:
         assert dash.counters["frames_refused"] == 3
 
 
+def test_one_camera_page_at_a_time_another_takes_over_when_it_stops(monkeypatch) -> None:
+    # Two camera pages at once (a second phone, a page left open on a laptop) were each a
+    # camera cut against the other: every face a new person on every picture. The page in
+    # use keeps the camera; another is refused, saying which and when it may take over.
+    import pcp_osc.web.server as server
+
+    monkeypatch.setattr(server, "CAMERA_HOLD_S", 1.0)
+    ok, jpg = cv2.imencode(".jpg", cv2.imread(str(DATA / "obama_portrait.jpg")))
+    with running_show("browser") as (daemon, dash, cues, _):
+        def post(page: str):
+            return http("POST", dash.url + "api/frame", bytes(jpg),
+                        {"Content-Type": "image/jpeg", "X-PCP-Token": dash.token, "X-PCP-Camera": page})
+        assert post("phone-a")[0] == 200
+        status, body = post("phone-b")
+        assert status == 409 and body["held_by"] == "127.0.0.1", body
+        assert "another camera page" in body["error"] and "takes over 1 s after its last frame" in body["error"]
+        assert post("phone-a")[0] == 200  # the page in use goes on
+        time.sleep(1.2)  # ... until it has been quiet for CAMERA_HOLD_S
+        assert post("phone-b")[0] == 200
+        assert post("phone-a")[0] == 409
+        assert dash.counters["frames_received"] == 3 and dash.counters["frames_refused"] == 2
+
+
 def test_frames_are_refused_when_the_show_uses_another_camera() -> None:
     with running_show("demo") as (_, dash, _, _):
         ok, jpg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))

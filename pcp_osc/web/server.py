@@ -149,6 +149,9 @@ class WebDashboard(BasePart):
         self.allow_list = self._allow_list()
         self.blur_enforced = bool(web_cfg.blur_faces) and not bool(getattr(web_cfg, "allow_unblurred", False))
         self._frames_busy = 0
+        # the camera page whose frames the show takes: (its id, monotonic time of its last
+        # frame, its address, when it started); another page waits until it is quiet
+        self._camera: tuple[str, float, str, float] | None = None
         self.ssl_context = self._ssl_context()
         self.scheme = "https" if self.ssl_context else "http"
         self.counters = {"frames_received": 0, "frames_refused": 0, "controls": 0, "previews": 0, "clients": 0, "unauthorised": 0,
@@ -555,6 +558,17 @@ class WebDashboard(BasePart):
         if source is None:
             return refuse("this show's camera is not the browser: start pcp-osc with --source browser "
                           "(or capture.source = \"browser\") to use this page as the audience camera", 409)
+        camera = request.headers.get("X-PCP-Camera", "").strip()[:64] or f"address {request.remote or '?'}"
+        holder, now = self._camera, time.monotonic()
+        if holder is not None and holder[0] != camera and now - holder[1] < CAMERA_HOLD_S:
+            # two camera pages at once (a second phone, a page left open) would each be a
+            # camera cut against the other: every face a new person on every picture
+            self.counters["frames_refused"] += 1
+            since = time.strftime("%H:%M:%S", time.localtime(time.time() - (now - holder[3])))
+            return web.json_response({"error": f"another camera page (from {shown(holder[2])}, since {since}) is the "
+                                               f"audience camera; stop it there, or this page takes over "
+                                               f"{CAMERA_HOLD_S:g} s after its last frame",
+                                      "held_by": shown(holder[2])}, status=409)
         ctype = request.content_type.lower()
         if ctype not in FRAME_TYPES:
             return refuse(f"/api/frame takes Content-Type image/jpeg or image/png, not {shown(ctype) or 'none'}", 415)
@@ -585,9 +599,18 @@ class WebDashboard(BasePart):
         if not ok:
             return refuse(f"the frame decoded but cannot be used: {image_problem(image)}", 400)
         self.counters["frames_received"] += 1
+        if self._camera is None or self._camera[0] != camera:
+            if self._camera is not None:
+                log.info("the camera page from %s took over as the audience camera", shown(request.remote or "?"))
+            self._camera = (camera, time.monotonic(), request.remote or "?", time.monotonic())
+        else:
+            self._camera = (camera, time.monotonic(), self._camera[2], self._camera[3])
         return web.json_response({"ok": True, "frames": self.counters["frames_received"],
                                   "width": int(image.shape[1]), "height": int(image.shape[0])})
 
+
+# Another camera page may take over this long after the last frame of the one in use.
+CAMERA_HOLD_S = 5.0
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
     """The request body, or None once it passes ``limit`` bytes (never held whole)."""

@@ -55,6 +55,9 @@ function schedule() {
   cam.timer = setTimeout(async () => { await sendFrame(); schedule(); }, intervalMs());
 }
 
+// This page's own id: the daemon takes frames from one camera page at a time.
+const CAMERA_ID = Math.random().toString(36).slice(2) + Date.now().toString(36);
+
 async function sendFrame() {
   const video = $("video");
   if (cam.busy || !video.videoWidth) return; // never queue frames behind a slow network
@@ -66,7 +69,7 @@ async function sendFrame() {
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.8));
   const t0 = performance.now();
   try {
-    const r = await fetch("/api/frame", { method: "POST", headers: PCP.headers({ "Content-Type": "image/jpeg" }), body: blob });
+    const r = await fetch("/api/frame", { method: "POST", headers: PCP.headers({ "Content-Type": "image/jpeg", "X-PCP-Camera": CAMERA_ID }), body: blob });
     const body = await r.json().catch(() => ({}));
     if (r.ok) {
       cam.sent += 1;
@@ -77,7 +80,7 @@ async function sendFrame() {
     } else {
       cam.refused += 1;
       $("refused").textContent = cam.refused;
-      if (r.status === 409) $("no-browser-source").hidden = false;
+      if (r.status === 409 && !body.held_by) $("no-browser-source").hidden = false;
       say(body.error || `the daemon refused the frame (HTTP ${r.status})`, false);
     }
   } catch (err) {
