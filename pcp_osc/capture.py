@@ -61,6 +61,10 @@ def valid_image(image: object) -> bool:
     return image_problem(image) is None
 
 
+# capture.rotate: degrees clockwise -> OpenCV's rotation
+ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
 class FrameSource:
     """Base: a reader thread publishes frames into a latest-value slot."""
 
@@ -75,6 +79,7 @@ class FrameSource:
         self._frames: Latest[Frame] = Latest(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.rotate = 0  # capture.rotate: degrees clockwise, applied to every frame published
 
     # -- consumer side
     def start(self) -> None:
@@ -104,6 +109,8 @@ class FrameSource:
             if self.dropped_corrupt in (1, 10, 100) or self.dropped_corrupt % 1000 == 0:
                 log.warning("%s: dropped a frame (%d so far): %s", self.name, self.dropped_corrupt, problem)
             return False
+        if self.rotate:
+            image = cv2.rotate(image, ROTATIONS[self.rotate])
         with self._lock:
             self._frames.put(Frame(image, time.monotonic(), self.frames, self.name))
             self.frames += 1
@@ -323,7 +330,16 @@ def camera_available(index: int = 0) -> bool:
 
 
 def open_source(cfg: CaptureConfig, source: str | None = None) -> FrameSource:
-    """The source the config (or --source) names. Raises SourceError with what is allowed."""
+    """The source the config (or --source) names, turned by ``capture.rotate``. Raises
+    SourceError with what is allowed."""
+    src = _open_source(cfg, source)
+    src.rotate = int(getattr(cfg, "rotate", 0) or 0)
+    if src.rotate:
+        log.info("%s: every picture turned %d degrees clockwise (capture.rotate)", src.name, src.rotate)
+    return src
+
+
+def _open_source(cfg: CaptureConfig, source: str | None = None) -> FrameSource:
     s = str(cfg.source if source is None else source).strip()
     if s in ("", "auto"):
         if camera_available(0):

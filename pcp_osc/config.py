@@ -107,6 +107,7 @@ class CaptureConfig:
     reconnect_min_s: float = opt(0.5, range=(0.05, 60.0), doc="first wait before reopening a lost camera or stream")
     reconnect_max_s: float = opt(10.0, range=(0.1, 600.0), doc="longest wait between reopen attempts")
     demo_faces: int = opt(6, range=(0, 64), doc="faces in the built-in demo crowd")
+    rotate: int = opt(0, choices=(0, 90, 180, 270), doc="turn every picture clockwise by this many degrees before anything looks at it (a camera hung upside down from a truss: 180)")
 
 
 @dataclass

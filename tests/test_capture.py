@@ -160,3 +160,31 @@ def test_bad_sources_say_what_is_allowed(bad, words):
 def test_empty_folder_is_refused(tmp_path):
     with pytest.raises(SourceError, match="has no images"):
         open_source(CaptureConfig(), str(tmp_path))
+
+
+def test_a_camera_hung_upside_down_is_turned_before_the_faces_are_looked_for(tmp_path):
+    # A real group picture as a camera hung upside down from a truss delivers it: the face
+    # search finds few of its faces. With capture.rotate = 180 every picture is turned
+    # first, and the faces are found as in the upright picture.
+    from pcp_osc.config import ConfigError, PerceptionConfig, config_from_dict
+    from pcp_osc.data.scenes import scene
+    from pcp_osc.perception.default import DefaultBackend
+
+    upright = np.ascontiguousarray(scene("group_blue_room").scaled(0.75).image[:720, :1280])
+    cv2.imwrite(str(tmp_path / "hung.png"), cv2.rotate(upright, cv2.ROTATE_180))
+    backend = DefaultBackend(PerceptionConfig(threads=1))
+    faces = len(backend.detect_still(upright))
+    assert faces >= 6
+    for rotate, expect_upright in ((0, False), (180, True)):
+        src = open_source(CaptureConfig(source=str(tmp_path), rotate=rotate, fps=20))
+        src.start()
+        try:
+            frame = frames_of(src, 0.5)[-1]
+        finally:
+            src.stop()
+        assert np.array_equal(frame.image, upright) == expect_upright
+        found = len(backend.detect_still(frame.image))
+        assert (found == faces) if expect_upright else (found < faces), (rotate, found, faces)
+    with pytest.raises(ConfigError, match="rotate") as e:
+        config_from_dict({"capture": {"rotate": 45}})
+    assert "90" in str(e.value) and "180" in str(e.value)
