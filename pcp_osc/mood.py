@@ -114,6 +114,11 @@ class MoodTracker:
     def update(self, faces: Faces, now: float) -> Mood:
         """Add one processed frame; returns the smoothed live mood."""
         with self._lock:
+            if faces.data.get("blind"):
+                # a picture in which nothing could be seen (a blackout, a strobe's flash):
+                # not "no audience" -- the live mood and the window hold until the next
+                # picture that shows the room (else a strobe pulled the room to the intent)
+                return self.live()
             scores = self._smoothed(faces, now)
             if len(faces) and self.cfg.min_face_confidence > 0:
                 scores = scores[scores.max(axis=1) >= self.cfg.min_face_confidence]

@@ -75,6 +75,12 @@ class Faces:
     def empty(cls) -> "Faces":
         return cls(np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, N_EMOTIONS)))
 
+    @classmethod
+    def blind(cls) -> "Faces":
+        """No faces, because nothing could be seen (a black, white or flat picture: a
+        blackout, a strobe's flash): ``data["blind"]``. The mood holds through it."""
+        return cls(np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, N_EMOTIONS)), data={"blind": True})
+
     def __len__(self) -> int:
         return len(self.boxes)
 

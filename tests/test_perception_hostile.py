@@ -88,6 +88,33 @@ def test_a_strobe_keeps_each_person_s_track_and_reports_nothing_in_the_flashes(f
     assert len(ids) <= people, sorted(ids)
 
 
+def test_the_mood_holds_through_a_strobe_instead_of_falling_to_the_intent():
+    """The room read through a strobe (every other picture black) gives the live mood the
+    room gives without the strobe: the flashes are pictures in which nothing could be seen
+    (Faces.data["blind"]), not pictures of an empty room. Before, each flash counted as
+    no audience and pulled the live mood toward the intent (here sadness) half the time."""
+    from pcp_osc.config import MoodConfig
+    from pcp_osc.mood import MoodTracker
+
+    room = scene("group_blue_room")
+    moods = {}
+    for strobe in (False, True):
+        backend = DefaultBackend(PerceptionConfig(threads=1))
+        tracker = MoodTracker(MoodConfig(window_s=15, intent="sadness", smoothing_s=0.5), now=0.0)
+        for k in range(30):
+            view = _window(room, 100, 180)
+            t = k / 15
+            image = np.zeros_like(view.image) if strobe and k % 2 else view.image
+            faces = backend.detect(image, t)
+            assert bool(faces.data.get("blind")) == bool(strobe and k % 2)
+            live = tracker.update(faces, t)
+        moods[strobe] = live
+    steady, strobed = moods[False], moods[True]
+    assert strobed.source == "audience" and strobed.emotion == steady.emotion
+    sadness = 3  # EMOTIONS index
+    assert abs(float(strobed.distribution[sadness]) - float(steady.distribution[sadness])) < 0.05, (strobed, steady)
+
+
 @pytest.mark.parametrize("light", ["blue", "red"])
 def test_with_a_region_live_video_measures_the_light_where_the_audience_is(light):
     """A bright stage (an LED screen, lamps) above an audience under a blue or red wash,

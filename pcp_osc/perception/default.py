@@ -117,7 +117,7 @@ class DefaultBackend:
         versions = self._live.versions(ids[now])
         fresh = self.classifier.classify(image, boxes[now], versions) if now.any() else np.zeros((0, 5), np.float32)
         scores = self._live.readings(ids, now, versions, fresh, t, self.classifier.n_versions)
-        return Faces(boxes, conf, scores, track_id=ids)
+        return Faces(boxes, conf, scores, track_id=ids, data={"blind": True} if self._live.blind else {})
 
     def cancel(self) -> None:
         """Stop: the search under way (a whole search of a huge picture takes seconds) and

@@ -101,6 +101,7 @@ class LiveSearch:
         # the detector's view of the light (search.view_lut): its table, when and at what level measured
         self._view_lut, self._view_t, self._view_level = None, None, None
         self._region_changed = False  # set_region: the next picture takes the new region over
+        self.blind = False  # the latest picture was black, white or flat: nothing could be seen
 
     def step(self, image: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(boxes, detection confidence, track ids) of the faces seen in this picture."""
@@ -127,11 +128,13 @@ class LiveSearch:
         self.pictures += 1
         if geo is not None and geo.empty:
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
-        if flat_picture(image):
+        self.blind = bool(flat_picture(image))
+        if self.blind:
             # a blackout, a strobe's dark or white flash, a capture card without signal:
             # nothing to see here, and nothing to compare the next picture with. Searched, it
             # was a cut on every flash (each person a new track a flash, a whole search each);
-            # skipped, the tracks wait and the next lit picture continues them
+            # skipped, the tracks wait and the next lit picture continues them. The picture
+            # is reported blind (Faces.data["blind"]): the mood holds, it saw no one leave
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
         previous_t = self.schedule.last_t
         dt, change = self.schedule.observe(t, image)

@@ -371,7 +371,7 @@ class YoloBackend:
         raw = self.runner(to_tensor([b[0] for b in boxed]))  # (b, 4 + nc, anchors)
         # a black, white or flat picture (a blackout, a strobe's flash) holds no face, whatever
         # a model makes of its noise and compression blocks (search.flat_picture)
-        return [Faces.empty() if flat_picture(_as_bgr(im)) else self._decode(pred, gain, pad, im.shape[:2])
+        return [Faces.blind() if flat_picture(_as_bgr(im)) else self._decode(pred, gain, pad, im.shape[:2])
                 for pred, (_, gain, pad), im in zip(raw, boxed, images_bgr)]
 
     def _decode(self, pred: np.ndarray, gain: float, pad: tuple[float, float], shape_hw) -> Faces:
