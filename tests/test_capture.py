@@ -14,6 +14,16 @@ from pcp_osc.capture import BrowserSource, CaptureDeviceSource, SourceError, ope
 from pcp_osc.config import CaptureConfig
 
 
+def read_source(cfg, source=None, seconds=0.5):
+    """(the source, its frames over ``seconds``), started and stopped."""
+    src = open_source(cfg, source)
+    src.start()
+    try:
+        return src, frames_of(src, seconds)
+    finally:
+        src.stop()
+
+
 def write_video(path, n=15, size=(320, 240), fps=30):
     vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     for i in range(n):
@@ -69,12 +79,7 @@ def test_image_folder_skips_corrupt_files(tmp_path, caplog):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((50, 60, 3), 100 + i, np.uint8))
     (tmp_path / "1b.jpg").write_bytes(b"not an image")
-    src = open_source(CaptureConfig(fps=50, loop=False), str(tmp_path))
-    src.start()
-    try:
-        got = frames_of(src, 0.5)
-    finally:
-        src.stop()
+    src, got = read_source(CaptureConfig(fps=50, loop=False), str(tmp_path))
     assert [int(f.image[0, 0, 0]) for f in got] == [100, 101, 102]
     assert "1b.jpg cannot be decoded; skipping it" in caplog.text
 
@@ -84,12 +89,7 @@ def test_image_folder_names_a_picture_too_small_to_use(tmp_path, caplog):
     the least allowed (it said "expected a colour image", which it is)."""
     cv2.imwrite(str(tmp_path / "0.png"), np.full((1, 640, 3), 100, np.uint8))
     cv2.imwrite(str(tmp_path / "1.png"), np.full((50, 60, 3), 101, np.uint8))
-    src = open_source(CaptureConfig(fps=50, loop=False), str(tmp_path))
-    src.start()
-    try:
-        got = frames_of(src, 0.5)
-    finally:
-        src.stop()
+    src, got = read_source(CaptureConfig(fps=50, loop=False), str(tmp_path))
     assert [int(f.image[0, 0, 0]) for f in got] == [101] and src.dropped_corrupt == 1
     assert "a 640x1 px picture, too small; a frame needs at least 8x8 px" in caplog.text
 
@@ -176,12 +176,7 @@ def test_a_camera_hung_upside_down_is_turned_before_the_faces_are_looked_for(tmp
     faces = len(backend.detect_still(upright))
     assert faces >= 6
     for rotate, expect_upright in ((0, False), (180, True)):
-        src = open_source(CaptureConfig(source=str(tmp_path), rotate=rotate, fps=20))
-        src.start()
-        try:
-            frame = frames_of(src, 0.5)[-1]
-        finally:
-            src.stop()
+        frame = read_source(CaptureConfig(source=str(tmp_path), rotate=rotate, fps=20))[1][-1]
         assert np.array_equal(frame.image, upright) == expect_upright
         found = len(backend.detect_still(frame.image))
         assert (found == faces) if expect_upright else (found < faces), (rotate, found, faces)
