@@ -274,7 +274,7 @@ def run_live_bench(config, fer: str | None | bool = None, progress: Callable[[st
                    lights: tuple[str, ...] = ()) -> dict:
     from pcp_osc.perception import make_backend
 
-    from .perception import fer_python, measure_fer
+    from .perception import measure_fer, with_fer
 
     result: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
                                 "python": sys.version.split()[0]}, "notes": []}
@@ -295,22 +295,14 @@ def run_live_bench(config, fer: str | None | bool = None, progress: Callable[[st
         result.setdefault("stage_light", {})[light] = {
             "fps": m["fps"], "found_share": m["found_share"], "face_frames_visible": m["face_frames_visible"],
             "false_per_frame": m["false_per_frame"], "id_switches": m["id_switches"], **compare_readings(normal, readings)}
-    if fer is not False:
-        try:
-            py = fer_python(fer or None)
-        except RuntimeError as e:
-            py, _ = None, result["notes"].append(str(e))
-        if py:
-            idx = [i for i in range(len(video.frames)) if i % FER_EVERY == 0 and counted(video, i)]
-            progress(f"fer on every {FER_EVERY}th counted frame ({len(idx)} frames) with {py} ...")
-            try:
-                f = measure_fer(py, {8: ([video.frames[i] for i in idx], [video.visible[i] for i in idx])}, 0.1)[8]
-                result["fer"] = f
-                result["pcp_osc"]["fps_ratio_vs_fer"] = round(r["fps"] / max(f["fps"], 1e-9), 1)
-            except Exception as e:  # noqa: BLE001 -- the comparison is optional; say why it is missing
-                result["notes"].append(f"fer comparison failed: {e}")
-        else:
-            result["notes"].append("fer not available: run tools/make_fer_venv.sh (or pass --fer-python)")
+    def fer_frames(py: str) -> None:
+        idx = [i for i in range(len(video.frames)) if i % FER_EVERY == 0 and counted(video, i)]
+        progress(f"fer on every {FER_EVERY}th counted frame ({len(idx)} frames) with {py} ...")
+        f = measure_fer(py, {8: ([video.frames[i] for i in idx], [video.visible[i] for i in idx])}, 0.1)[8]
+        result["fer"] = f
+        result["pcp_osc"]["fps_ratio_vs_fer"] = round(r["fps"] / max(f["fps"], 1e-9), 1)
+
+    with_fer(fer, result["notes"], fer_frames)
     progress(f"slow source: {len(SLOW_PICTURES)} pictures, one every {SLOW_INTERVAL_S:g} s ...")
     result["slow"] = measure_slow(make_backend(config.perception), slow_pictures())
     result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)

@@ -175,6 +175,26 @@ def fer_python(explicit: str | None = None) -> str | None:
         return None
 
 
+def with_fer(fer, notes: list, run) -> None:
+    """The fer comparison of a bench, when fer is there: ``run(python)`` (``fer``: False to
+    skip, a Python to use, or None to look for one); otherwise, or when it fails, a note
+    in ``notes`` says why the comparison is missing."""
+    if fer is False:
+        return
+    try:
+        py = fer_python(fer or None)
+    except RuntimeError as e:
+        notes.append(str(e))
+        return
+    if not py:
+        notes.append("fer not available: run tools/make_fer_venv.sh (or pass --fer-python) for the comparison")
+        return
+    try:
+        run(py)
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+        notes.append(f"fer comparison failed: {e}")
+
+
 def measure_fer(python: str, cases: dict[int, tuple[list, list]], seconds: float) -> dict[int, dict]:
     with tempfile.TemporaryDirectory(prefix="pcp-osc-bench-") as td:
         np.savez(Path(td) / "frames.npz", **{f"frames_{n:03d}": np.stack(fr) for n, (fr, _) in cases.items()})
@@ -265,23 +285,14 @@ def run_bench(config, seconds: float = 5.0, counts=FACE_COUNTS, fer: str | None 
         result["perception"][n] = measure_perception(backend, *cases[n], seconds)
         r = result["perception"][n]
         progress(f"  {r['fps']} fps, {r['cpu_ms_per_frame']} CPU ms/frame, found {r['faces_found']}/{r['faces_placed']}")
-    if fer is not False:
-        try:
-            py = fer_python(fer or None)
-        except RuntimeError as e:
-            py = None
-            result["notes"].append(str(e))
-        if py:
-            progress(f"fer (Haar + mini-Xception TFLite) with {py}: {len(counts)} cases, {seconds:.0f} s each")
-            try:
-                result["fer"] = measure_fer(py, cases, seconds)
-                for n in counts:
-                    f, p = result["fer"][n], result["perception"][n]
-                    p["fps_ratio_vs_fer"] = round(p["fps"] / max(f["fps"], 1e-9), 1)
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                result["notes"].append(f"fer comparison failed: {e}")
-        else:
-            result["notes"].append("fer not available: run tools/make_fer_venv.sh (or pass --fer-python) for the comparison")
+    def fer_cases(py: str) -> None:
+        progress(f"fer (Haar + mini-Xception TFLite) with {py}: {len(counts)} cases, {seconds:.0f} s each")
+        result["fer"] = measure_fer(py, cases, seconds)
+        for n in counts:
+            f, p = result["fer"][n], result["perception"][n]
+            p["fps_ratio_vs_fer"] = round(p["fps"] / max(f["fps"], 1e-9), 1)
+
+    with_fer(fer, result["notes"], fer_cases)
     ctx = BenchContext(config=config, seconds_per_case=seconds, progress=progress, results=result)
     daemon: dict = {}
     for measure in EXTRA_MEASURES:

@@ -104,7 +104,7 @@ def run_stills_bench(config, seconds: float = 10.0, fer: str | None | bool = Non
                      progress: Callable[[str], None] = lambda s: None) -> dict:
     from pcp_osc.perception import make_backend
 
-    from .perception import fer_python
+    from .perception import with_fer
 
     result: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2)},
                     "stills": {}, "precision": {}, "notes": []}
@@ -113,22 +113,13 @@ def run_stills_bench(config, seconds: float = 10.0, fer: str | None | bool = Non
     backend = make_backend(config.perception)
     progress(f"pcp-osc ({backend.name}) detect_still on the stills, {seconds:.0f} s")
     result["stills"]["pcp-osc"] = measure_stills(backend, stills, seconds)
-    if fer is not False:
-        try:
-            py = fer_python(fer or None)
-        except RuntimeError as e:
-            py = None
-            result["notes"].append(str(e))
-        if py:
-            progress(f"fer on the same stills with {py}, {seconds:.0f} s")
-            try:
-                result["stills"]["fer"] = measure_fer_stills(py, stills, seconds)
-                result["stills"]["fps_ratio_vs_fer"] = round(
-                    result["stills"]["pcp-osc"]["fps"] / max(result["stills"]["fer"]["fps"], 1e-9), 2)
-            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
-                result["notes"].append(f"fer comparison failed: {e}")
-        else:
-            result["notes"].append("fer not available: run tools/make_fer_venv.sh (or pass --fer-python) for the comparison")
+    def fer_stills(py: str) -> None:
+        progress(f"fer on the same stills with {py}, {seconds:.0f} s")
+        result["stills"]["fer"] = measure_fer_stills(py, stills, seconds)
+        result["stills"]["fps_ratio_vs_fer"] = round(
+            result["stills"]["pcp-osc"]["fps"] / max(result["stills"]["fer"]["fps"], 1e-9), 2)
+
+    with_fer(fer, result["notes"], fer_stills)
     progress(f"precision: {len(scenes)} real scenes at their own size and from a 4K camera")
     result["precision"] = measure_precision(backend, scenes)
     result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)

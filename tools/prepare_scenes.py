@@ -29,6 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pcp_osc.data.scenes import feathered_paste  # the stills are pasted the same way
+
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "pcp_osc" / "data" / "scenes"
 CACHE = REPO / ".cache" / "photos"
@@ -167,25 +169,6 @@ def read_source(spec: dict) -> tuple[bytes, str]:
         with tarfile.open(archive) as t:
             data = t.extractfile(member).read()
     return data, f"{pkg} {version} ({archive.name}), {member}"
-
-
-def feathered_paste(canvas: np.ndarray, image: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int]:
-    """Paste ``image`` with its edges faded into ``canvas`` (top-left x0, y0; clipped)."""
-    h, w = image.shape[:2]
-    H, W = canvas.shape[:2]
-    feather = max(2, int(0.06 * min(w, h)))
-    ramp_x = np.clip(np.minimum(np.arange(w) + 1, w - np.arange(w)) / feather, 0, 1)
-    ramp_y = np.clip(np.minimum(np.arange(h) + 1, h - np.arange(h)) / feather, 0, 1)
-    alpha = (ramp_y[:, None] * ramp_x[None, :])[..., None].astype(np.float32)
-    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
-    src = image[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0].astype(np.float32)
-    a = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
-    dst = canvas[cy0:cy1, cx0:cx1].astype(np.float32)
-    canvas[cy0:cy1, cx0:cx1] = np.clip(src * a + dst * (1 - a), 0, 255).astype(np.uint8)
-    # what it hides: where it is at least half opaque
-    half = feather // 2
-    cx0, cy0, cx1, cy1 = max(0, x0 + half), max(0, y0 + half), min(W, x0 + w - half), min(H, y0 + h - half)
-    return cx0, cy0, cx1, cy1
 
 
 def flip_boxes(boxes: list, width: int) -> list:

@@ -204,7 +204,7 @@ def still(seed: int, size: tuple[int, int] = STILL_SIZE, people: int = STILL_PEO
         cy = float(rng.uniform(0.5 * target, height - 1.0 * target))
         px0 = round(cx - (fb[0] + fb[2]) / 2 * f)
         py0 = round(cy - (fb[1] + fb[3]) / 2 * f)
-        rect = _feathered_paste(canvas, person, px0, py0)
+        rect = feathered_paste(canvas, person, px0, py0)
         rest = []
         for b in faces:
             covered = _box_area(_intersect_box(b, rect)) / max(_box_area(b), 1e-6)
@@ -227,7 +227,7 @@ def still(seed: int, size: tuple[int, int] = STILL_SIZE, people: int = STILL_PEO
                  np.array([_clip_box(b, width, height) for b in ignore], np.float32).reshape(-1, 4))
 
 
-def _feathered_paste(canvas: np.ndarray, image: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int]:
+def feathered_paste(canvas: np.ndarray, image: np.ndarray, x0: int, y0: int) -> tuple[int, int, int, int]:
     """Paste ``image`` with its edges faded into ``canvas`` (top-left x0, y0; clipped);
     returns the covered rectangle."""
     h, w = image.shape[:2]
