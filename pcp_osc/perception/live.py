@@ -25,7 +25,7 @@ import numpy as np
 from ..console import RateLimitedReport
 from .region import AudienceRegion
 from .schedule import COARSE_PARTS, Plan, SearchSchedule
-from .search import flat_picture
+from .search import flat_picture, thumbnail
 from .tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,8 @@ class LiveSearch:
         self.pictures += 1
         if geo is not None and geo.empty:
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
-        self.blind = bool(flat_picture(image))
+        small = thumbnail(image)  # one thumbnail for the flat test and the cut test
+        self.blind = flat_picture(image, small)
         if self.blind:
             # a blackout, a strobe's dark or white flash, a capture card without signal:
             # nothing to see here, and nothing to compare the next picture with. Searched, it
@@ -137,7 +138,7 @@ class LiveSearch:
             # is reported blind (Faces.data["blind"]): the mood holds, it saw no one leave
             return EMPTY_BOXES, EMPTY_CONF, np.zeros((0,), np.int64)
         previous_t = self.schedule.last_t
-        dt, change = self.schedule.observe(t, image)
+        dt, change = self.schedule.observe(t, image, small)
         if dt is not None and change >= self.schedule.cut_change:
             # a cut: whoever is in the picture now is someone new (a face at the same place
             # in the new shot must not continue an old track)

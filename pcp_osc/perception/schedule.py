@@ -72,15 +72,18 @@ class SearchSchedule:
 
     # ------------------------------------------------------------------ inputs
 
-    def observe(self, t: float, image: np.ndarray) -> tuple[float | None, float]:
+    def observe(self, t: float, image: np.ndarray, small: np.ndarray | None = None) -> tuple[float | None, float]:
         """Seconds since the previous picture (None for the first) and how much the
-        picture's content changed as a whole (0..1, see ``cut_change``)."""
-        step = max(1, min(image.shape[0] // THUMB_H, image.shape[1] // THUMB_W) // 2)
-        small = cv2.resize(image[::step, ::step], (THUMB_W, THUMB_H), interpolation=cv2.INTER_AREA)
+        picture's content changed as a whole (0..1, see ``cut_change``). ``small``: the
+        picture's search.thumbnail when the caller has made it already."""
+        if small is None:
+            step = max(1, min(image.shape[0] // THUMB_H, image.shape[1] // THUMB_W) // 2)
+            small = cv2.resize(image[::step, ::step], (THUMB_W, THUMB_H), interpolation=cv2.INTER_AREA)
         thumb = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32)
         # content, not light: brightness and contrast are taken out (a lighting cue or a
         # strobe is not a cut), then half the mean absolute difference, capped at 1
-        # (measured: a 3 px/frame pan 0.10 at most, cuts between real scenes 0.48..0.54)
+        # (measured: a 3 px/frame pan 0.10 at most, cuts between real scenes 0.48..0.54; with
+        # search.thumbnail, the bench's pan 0.06 at most and its cut 0.53)
         thumb = (thumb - thumb.mean()) / max(float(thumb.std()), THUMB_MIN_STD)
         change = 1.0 if self.thumb is None else min(1.0, float(np.abs(thumb - self.thumb).mean()) / 2)
         dt = None if self.last_t is None else max(0.0, t - self.last_t)
